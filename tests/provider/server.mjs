@@ -1,0 +1,111 @@
+// A real OpenID provider for vandamme-oauth's integration tests (loopback only).
+//
+// Started by the pytest fixture in tests/integration/conftest.py. It prints one JSON line
+// {"issuer": ...} on stdout once it listens, and exposes two test-only endpoints:
+//   GET  /__test__/stats   counts of token-endpoint grants and revocations seen
+//   POST /__test__/config  {"token_latency_ms": N} adds latency to the token endpoint
+// Configuration comes from the environment:
+//   ACCESS_TOKEN_TTL   access-token lifetime in seconds (default 60)
+//   CLIENT_ID          the public native client's id (default "vandamme-test")
+import { createServer } from 'node:http';
+
+import Provider from 'oidc-provider';
+
+const clientId = process.env.CLIENT_ID || 'vandamme-test';
+const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL || '60');
+
+const stats = { authorization_code: 0, refresh_token: 0, device_code: 0, revocation: 0, token_errors: 0 };
+let tokenLatencyMs = 0;
+
+const server = createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const { port } = server.address();
+const issuer = `http://127.0.0.1:${port}`;
+
+const provider = new Provider(issuer, {
+  clients: [
+    {
+      client_id: clientId,
+      application_type: 'native',
+      token_endpoint_auth_method: 'none',
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'],
+      // Native loopback redirects: any port is accepted (RFC 8252 section 7.3).
+      redirect_uris: ['http://127.0.0.1/auth/callback', 'http://[::1]/auth/callback', 'http://localhost/auth/callback'],
+    },
+  ],
+  scopes: ['openid', 'offline_access', 'profile', 'email'],
+  claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+  async findAccount(_ctx, sub) {
+    return {
+      accountId: sub,
+      async claims() {
+        return { sub, email: `${sub}@example.test`, email_verified: true };
+      },
+    };
+  },
+  features: {
+    devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
+    revocation: { enabled: true },
+  },
+  // Issue a refresh token to every client allowed the grant; public clients rotate them
+  // (oidc-provider's default), and presenting a used one revokes the whole grant.
+  async issueRefreshToken(_ctx, client) {
+    return client.grantTypeAllowed('refresh_token');
+  },
+  pkce: { required: () => true },
+  ttl: {
+    AccessToken: accessTokenTtl,
+    AuthorizationCode: 60,
+    DeviceCode: 600,
+    Grant: 3600,
+    IdToken: 3600,
+    Interaction: 600,
+    RefreshToken: 86400,
+    Session: 3600,
+  },
+  cookies: { keys: ['vandamme-test-cookie-key'] },
+});
+
+provider.on('grant.error', () => { stats.token_errors += 1; });
+
+// Test-only endpoints and token-endpoint instrumentation, mounted before the provider's routes.
+provider.use(async (ctx, next) => {
+  if (ctx.path === '/__test__/stats') {
+    ctx.body = { ...stats };
+    return;
+  }
+  if (ctx.path === '/__test__/config' && ctx.method === 'POST') {
+    const chunks = [];
+    for await (const chunk of ctx.req) chunks.push(chunk);
+    const body = JSON.parse(Buffer.concat(chunks).toString() || '{}');
+    if (typeof body.token_latency_ms === 'number') tokenLatencyMs = body.token_latency_ms;
+    ctx.body = { token_latency_ms: tokenLatencyMs };
+    return;
+  }
+  if (ctx.path === '/token' && ctx.method === 'POST') {
+    if (tokenLatencyMs > 0) await new Promise((r) => setTimeout(r, tokenLatencyMs));
+    await next();
+    const grant = ctx.oidc?.params?.grant_type;
+    if (ctx.status === 200) {
+      if (grant === 'authorization_code') stats.authorization_code += 1;
+      else if (grant === 'refresh_token') stats.refresh_token += 1;
+      else if (grant === 'urn:ietf:params:oauth:grant-type:device_code') stats.device_code += 1;
+    }
+    return;
+  }
+  if (ctx.path === '/token/revocation' && ctx.method === 'POST') {
+    await next();
+    if (ctx.status === 200) stats.revocation += 1;
+    return;
+  }
+  await next();
+});
+
+server.on('request', provider.callback());
+process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+
+const stop = () => server.close(() => process.exit(0));
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

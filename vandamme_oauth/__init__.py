@@ -1,0 +1,82 @@
+"""vandamme-oauth: async OAuth 2.0 + PKCE sign-in and fleet-safe token refresh.
+
+Log a user in once (``vandamme-oauth login chatgpt`` or ``await OAuthFlow(...).authenticate()``),
+then call ``await manager.get_access_token()`` on the hot path of any async program.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._exceptions import AuthorizationError as AuthorizationError
+from ._exceptions import CallbackServerError as CallbackServerError
+from ._exceptions import CallbackTimeoutError as CallbackTimeoutError
+from ._exceptions import DiscoveryError as DiscoveryError
+from ._exceptions import HttpError as HttpError
+from ._exceptions import InvalidJWTError as InvalidJWTError
+from ._exceptions import IssuerMismatchError as IssuerMismatchError
+from ._exceptions import NetworkError as NetworkError
+from ._exceptions import NotAuthenticatedError as NotAuthenticatedError
+from ._exceptions import OAuthError as OAuthError
+from ._exceptions import OAuthFlowError as OAuthFlowError
+from ._exceptions import ReauthenticationRequired as ReauthenticationRequired
+from ._exceptions import StateMismatchError as StateMismatchError
+from ._exceptions import StorageError as StorageError
+from ._exceptions import TokenEndpointError as TokenEndpointError
+from ._exceptions import TokenError as TokenError
+from ._exceptions import ValidationError as ValidationError
+from ._flow import OAuthFlow as OAuthFlow
+from ._http_client import RetryPolicy as RetryPolicy
+from ._jwt_claims import decode_claims as decode_claims
+from ._pkce import PkcePair as PkcePair
+from ._pkce import new_pkce as new_pkce
+from ._pkce import new_state as new_state
+from ._provider import ProviderConfig as ProviderConfig
+from ._token_client import TokenClient as TokenClient
+from ._token_manager import TokenManager as TokenManager
+from .storage import AuthData as AuthData
+from .storage import AuthStorage as AuthStorage
+from .storage import FileSystemAuthStorage as FileSystemAuthStorage
+from .storage import InMemoryAuthStorage as InMemoryAuthStorage
+
+__all__ = [
+    "AuthData",
+    "AuthStorage",
+    "AuthorizationError",
+    "CallbackServerError",
+    "CallbackTimeoutError",
+    "DiscoveryError",
+    "FileSystemAuthStorage",
+    "HttpError",
+    "InMemoryAuthStorage",
+    "InvalidJWTError",
+    "IssuerMismatchError",
+    "NetworkError",
+    "NotAuthenticatedError",
+    "OAuthError",
+    "OAuthFlow",
+    "OAuthFlowError",
+    "PkcePair",
+    "ProviderConfig",
+    "ReauthenticationRequired",
+    "RetryPolicy",
+    "StateMismatchError",
+    "StorageError",
+    "TokenClient",
+    "TokenEndpointError",
+    "TokenError",
+    "TokenManager",
+    "ValidationError",
+    "decode_claims",
+    "new_pkce",
+    "new_state",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # __version__ is looked up lazily: importlib.metadata is slow to import.
+    if name == "__version__":
+        from importlib.metadata import version
+
+        return version("vandamme-oauth")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,257 @@
+"""The ``vandamme-oauth`` command: login, status, logout, token.
+
+``main(argv)`` parses arguments, runs one coroutine with ``asyncio.run`` and maps every
+:class:`OAuthError` to a one-line reason on stderr and exit code 1 (2 for usage errors,
+130 for Ctrl-C). Nothing here prints a token except ``token``, whose job it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+
+from ._exceptions import NotAuthenticatedError, OAuthError, ValidationError
+from ._flow import OAuthFlow
+from ._profiles import load_provider, save_provider
+from ._provider import ProviderConfig, login_name
+from ._token_client import TokenClient
+from ._token_manager import TokenManager
+from .storage._filesystem import FileSystemAuthStorage, default_home, list_logins
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .storage._base import AuthData
+
+__all__ = ["main"]
+
+_STANDARD_RECORD_KEYS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class _ExtraFormatter(logging.Formatter):
+    """``LEVEL logger: message key=value ...`` with the record's structured ``extra`` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{record.levelname} {record.name}: {record.getMessage()}"
+        extras = {k: v for k, v in vars(record).items() if k not in _STANDARD_RECORD_KEYS}
+        if extras:
+            line += " " + " ".join(f"{k}={v}" for k, v in sorted(extras.items()))
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--home",
+        type=Path,
+        default=argparse.SUPPRESS,
+        help="folder holding the logins "
+        "(default: $VANDAMME_OAUTH_HOME or ~/.config/vandamme-oauth)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log steps (-vv: debug)"
+    )
+    parser = argparse.ArgumentParser(
+        prog="vandamme-oauth",
+        description="Sign in with OAuth 2.0 + PKCE and keep the tokens fresh.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    login = sub.add_parser("login", parents=[common], help="sign in through the browser")
+    login.add_argument("provider", nargs="?", choices=["chatgpt"], help="a preset (chatgpt)")
+    login.add_argument("--issuer", help="any OpenID provider's issuer URL (uses discovery)")
+    login.add_argument("--client-id", help="your public client's id at --issuer")
+    login.add_argument(
+        "--scope", action="append", default=None, help="a scope to request (repeatable)"
+    )
+    login.add_argument("--name", help="the login's name (default: derived from the provider)")
+    login.add_argument(
+        "--no-browser", action="store_true", help="print the URL instead of opening a browser"
+    )
+    login.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds to wait for the browser"
+    )
+    for name, text in (
+        ("status", "show stored logins (no secrets)"),
+        ("logout", "revoke (best effort) and delete a login"),
+        ("token", "print a valid access token, refreshing it if needed"),
+    ):
+        cmd = sub.add_parser(name, parents=[common], help=text)
+        cmd.add_argument("name", nargs="?", help="the login's name")
+    return parser
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "unknown"
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _relative(seconds: float) -> str:
+    minutes = int(abs(seconds) // 60)
+    text = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    return f"in {text}" if seconds >= 0 else f"{text} ago"
+
+
+async def _provider_for(home: Path, name: str) -> ProviderConfig:
+    provider = await load_provider(home, name)
+    if provider is None:
+        raise NotAuthenticatedError(f"no login named {name!r} in {home}")
+    return provider
+
+
+async def _pick_name(home: Path, name: str | None) -> str:
+    if name:
+        return name
+    names = await anyio.to_thread.run_sync(list_logins, home)
+    if not names:
+        raise NotAuthenticatedError(f"no login stored in {home}; run 'vandamme-oauth login'")
+    if len(names) > 1:
+        raise ValidationError(f"several logins are stored ({', '.join(names)}); name one")
+    return names[0]
+
+
+async def _login(args: argparse.Namespace, home: Path) -> int:
+    scopes = tuple(args.scope) if args.scope else None
+    if args.issuer:
+        if not args.client_id:
+            raise ValidationError("--issuer needs --client-id")
+        provider = await ProviderConfig.discover(
+            args.issuer,
+            client_id=args.client_id,
+            scopes=scopes or ("openid", "offline_access"),
+            name=args.name or login_name(args.issuer),
+        )
+    elif args.provider in (None, "chatgpt"):
+        provider = ProviderConfig.chatgpt(name=args.name or "chatgpt")
+        if scopes:
+            provider = provider.replace(scopes=scopes)
+    else:  # pragma: no cover - argparse restricts the choices
+        raise ValidationError(f"unknown provider {args.provider!r}")
+    storage = FileSystemAuthStorage(home, provider.name)
+
+    def show_url(url: str) -> None:
+        print(f"Open this URL in a browser to sign in:\n\n  {url}\n", flush=True)
+
+    def waiting(redirect_uri: str) -> None:
+        print(
+            f"Waiting up to {args.timeout:g} s for the browser to come back to {redirect_uri} "
+            "(press Ctrl-C to cancel)...",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    async with OAuthFlow(
+        provider, storage, open_browser=show_url if args.no_browser else None
+    ) as flow:
+        auth = await flow.authenticate(timeout=args.timeout, on_listening=waiting)
+    await save_provider(home, provider)
+    who = auth.email or auth.account_id or "unknown account"
+    print(f"Logged in to {provider.name} as {who}. Tokens stored in {storage.path}.", flush=True)
+    return 0
+
+
+def _describe(name: str, auth: AuthData, path: Path, now: float) -> str:
+    expires = (
+        "unknown"
+        if auth.expires_at is None
+        else f"{_relative(auth.expires_at - now)} ({_when(auth.expires_at)})"
+    )
+    return "\n".join(
+        [
+            name,
+            f"  account:      {auth.account_id or 'unknown'}"
+            + (f" ({auth.email})" if auth.email else ""),
+            f"  expires:      {expires}",
+            f"  last refresh: {_when(auth.last_refresh)}",
+            f"  refreshable:  {'yes' if auth.refresh_token else 'no'}",
+            f"  storage:      {path}",
+        ]
+    )
+
+
+async def _status(args: argparse.Namespace, home: Path) -> int:
+    names = [args.name] if args.name else await anyio.to_thread.run_sync(list_logins, home)
+    if not names:
+        print(f"No logins stored in {home}.")
+        return 1
+    failed = 0
+    now = time.time()
+    for name in names:
+        storage = FileSystemAuthStorage(home, name)
+        try:
+            auth = await storage.read_auth()
+        except OAuthError as exc:
+            print(f"{name}\n  unreadable:   {exc}")
+            failed += 1
+            continue
+        if auth is None:
+            print(f"{name}\n  not logged in ({storage.path} does not exist)")
+            failed += 1
+            continue
+        print(_describe(name, auth, storage.path, now))
+    return 1 if failed else 0
+
+
+async def _logout(args: argparse.Namespace, home: Path) -> int:
+    name = await _pick_name(home, args.name)
+    storage = FileSystemAuthStorage(home, name)
+    auth = await storage.read_auth()
+    if auth is None:
+        raise NotAuthenticatedError(f"no login named {name!r} in {home}")
+    provider = await _provider_for(home, name)
+    note = "revoked at the provider"
+    try:
+        async with TokenClient(provider) as client:
+            if not await client.revoke(auth):
+                note = "the provider offers no revocation; tokens expire on their own"
+    except OAuthError as exc:
+        note = f"revocation FAILED ({exc}); the tokens may stay valid until they expire"
+    await storage.clear_auth()
+    print(f"Logged out of {name}: local tokens deleted; {note}.")
+    return 0
+
+
+async def _token(args: argparse.Namespace, home: Path) -> int:
+    name = await _pick_name(home, args.name)
+    provider = await _provider_for(home, name)
+    async with TokenManager(provider, FileSystemAuthStorage(home, name)) as manager:
+        print(await manager.get_access_token())
+    return 0
+
+
+def _setup_logging(verbosity: int) -> None:
+    if verbosity <= 0:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_ExtraFormatter())
+    logger = logging.getLogger("vandamme_oauth")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbosity > 1 else logging.INFO)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    args = _parser().parse_args(argv)
+    _setup_logging(getattr(args, "verbose", 0))
+    home = Path(getattr(args, "home", None) or default_home()).expanduser()
+    command = {"login": _login, "status": _status, "logout": _logout, "token": _token}
+    try:
+        return asyncio.run(command[args.command](args, home))
+    except OAuthError as exc:
+        print(f"vandamme-oauth: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vandamme-oauth: cancelled", file=sys.stderr)
+        return 130

@@ -1,0 +1,127 @@
+"""The HTTP edge: one httpx.AsyncClient, bounded retries, transport errors mapped to ours.
+
+Retries follow one rule: repeat a request only when repeating cannot spend anything.
+Idempotent requests (discovery, revocation) are retried on transport errors, 429 and 5xx,
+with exponential backoff, full jitter and ``Retry-After``. A request that is not idempotent
+(a code exchange or a refresh: codes and rotating refresh tokens are single use) is retried
+only when the connection could not be opened at all, so the server never saw it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import anyio
+import httpx
+
+from ._exceptions import NetworkError
+
+__all__ = ["RetryPolicy", "new_http_client", "parse_retry_after", "send_with_retries"]
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "vandamme-oauth/0.1"
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtocol)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How hard to try: ``attempts`` in all, backoff from ``base_delay`` up to ``max_delay``,
+    and no new attempt after ``deadline`` seconds. ``RetryPolicy(attempts=1)`` disables retries.
+    """
+
+    attempts: int = 3
+    base_delay: float = 0.25
+    max_delay: float = 8.0
+    deadline: float = 30.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        """Seconds to wait before attempt ``attempt + 1`` (full jitter, Retry-After wins)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_delay)
+        cap = min(self.max_delay, self.base_delay * 2**attempt)
+        return random.uniform(0, cap)  # noqa: S311 - jitter, not a secret
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date), else None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def new_http_client(*, timeout: float = 30.0) -> httpx.AsyncClient:
+    """An AsyncClient that honours proxy environment variables but never proxies loopback."""
+    direct = httpx.AsyncHTTPTransport()
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=10.0),
+        headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+        follow_redirects=False,
+        trust_env=True,
+        mounts={
+            "all://127.0.0.1": direct,
+            "all://localhost": direct,
+            "all://[::1]": direct,
+        },
+    )
+
+
+async def send_with_retries(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    idempotent: bool,
+    policy: RetryPolicy,
+    content: bytes | None = None,
+    content_type: str | None = None,
+) -> httpx.Response:
+    """Send one request, retrying only where that is safe (see the module docstring).
+
+    Returns the last response, whatever its status: callers judge statuses themselves.
+
+    Raises:
+        NetworkError: no response arrived (``sent`` says whether the server may have seen it).
+    """
+    headers = {"Content-Type": content_type} if content_type else None
+    started = time.monotonic()
+    attempt = 0
+    while True:
+        try:
+            response = await client.request(method, url, content=content, headers=headers)
+        except httpx.TransportError as exc:
+            never_sent = isinstance(exc, _NEVER_SENT)
+            retry_after = None
+            if not (idempotent or never_sent) or not _may_retry(policy, attempt, started):
+                raise NetworkError(
+                    f"could not reach {url}: {type(exc).__name__}: {str(exc) or 'no detail'}",
+                    sent=not never_sent,
+                ) from exc
+        else:
+            retryable = response.status_code == 429 or response.status_code >= 500
+            if not (idempotent and retryable) or not _may_retry(policy, attempt, started):
+                return response
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            await response.aclose()
+        wait = policy.delay(attempt, retry_after)
+        log.debug(
+            "retrying request",
+            extra={"url": url, "attempt": attempt + 1, "wait_s": round(wait, 3)},
+        )
+        await anyio.sleep(wait)
+        attempt += 1
+
+
+def _may_retry(policy: RetryPolicy, attempt: int, started: float) -> bool:
+    return attempt + 1 < policy.attempts and time.monotonic() - started < policy.deadline

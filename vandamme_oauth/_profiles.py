@@ -1,0 +1,69 @@
+"""Saved provider configurations beside the logins: ``{home}/{name}.provider.json``.
+
+The CLI stores the provider of each login it creates, so ``status``, ``token`` and ``logout``
+know the endpoints without discovering them again. Files hold no secrets but are still 0600.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+
+from ._exceptions import StorageError, ValidationError
+from ._provider import ProviderConfig
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["load_provider", "save_provider"]
+
+
+def _path(home: Path, name: str) -> Path:
+    return home / f"{name}.provider.json"
+
+
+def _save_sync(home: Path, provider: ProviderConfig) -> None:
+    path = _path(home, provider.name)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(provider.to_dict(), fh, indent=2)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _load_sync(home: Path, name: str) -> ProviderConfig | None:
+    path = _path(home, name)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if name == "chatgpt":
+            return ProviderConfig.chatgpt()
+        return None
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"cannot read the provider file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise StorageError(f"the provider file {path} is not a JSON object")
+    try:
+        return ProviderConfig.from_dict(data)
+    except ValidationError as exc:
+        raise StorageError(f"the provider file {path} is invalid: {exc.message}") from None
+
+
+async def save_provider(home: Path, provider: ProviderConfig) -> None:
+    """Save ``provider`` as ``{home}/{provider.name}.provider.json`` (atomic, 0600)."""
+    await anyio.to_thread.run_sync(_save_sync, home, provider)
+
+
+async def load_provider(home: Path, name: str) -> ProviderConfig | None:
+    """The saved provider of login ``name`` (the ChatGPT preset for ``chatgpt``), or None."""
+    return await anyio.to_thread.run_sync(_load_sync, home, name)

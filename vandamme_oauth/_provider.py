@@ -1,0 +1,334 @@
+"""ProviderConfig: who we talk to and how, by hand, by discovery or from a preset.
+
+Discovery follows RFC 8414 (``/.well-known/oauth-authorization-server`` inserted before the
+issuer's path) and then OpenID Connect Discovery (``/.well-known/openid-configuration``
+appended). Per RFC 8414 section 3.3 the metadata's ``issuer`` must equal the issuer we asked
+for, or the metadata is not used. Every endpoint must be https, except on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from ._exceptions import DiscoveryError, OAuthError, ValidationError
+from ._validation import require_endpoint_url
+from .storage._filesystem import check_login_name
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["CHATGPT_CLIENT_ID", "CHATGPT_SCOPES", "ProviderConfig", "parse_metadata"]
+
+log = logging.getLogger(__name__)
+
+CHATGPT_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
+CHATGPT_ISSUER = "https://auth.openai.com"
+CHATGPT_SCOPES = (
+    "openid",
+    "profile",
+    "email",
+    "offline_access",
+    "api.connectors.read",
+    "api.connectors.invoke",
+)
+_CHATGPT_AUTH_CLAIM = "https://api.openai.com/auth"
+_EIGHT_DAYS = 8 * 24 * 3600.0
+BodyFormat = Literal["form", "json"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProviderConfig:
+    """An OAuth 2.0 / OpenID provider and the client we are at it. Immutable.
+
+    Attributes:
+        name: The login's name (storage file/key); letters, digits, ``.``, ``_``, ``-``.
+        issuer: The authorization server's issuer identifier.
+        client_id: The public client's id (no secret: RFC 8252 section 8.5).
+        authorization_endpoint: Where the browser is sent.
+        token_endpoint: Where codes and refresh tokens are exchanged.
+        scopes: Scopes requested at login.
+        revocation_endpoint: RFC 7009 endpoint used by logout, if any.
+        device_authorization_endpoint: RFC 8628 endpoint, if any.
+        redirect_host: Host written in ``redirect_uri`` (the server always binds loopback).
+        redirect_path: Path of the loopback callback.
+        ports: Ports to try in order; empty means an OS-assigned ephemeral port.
+        cancel_busy_port: Send ``GET /cancel`` to a busy port before moving on (Codex CLI).
+        authorize_params: Extra authorization parameters placed before ``state``.
+        authorize_params_after_state: Extra authorization parameters placed after ``state``.
+        refresh_body: ``"form"`` (RFC 6749) or ``"json"`` (ChatGPT) for refresh requests.
+        revoke_body: ``"form"`` (RFC 7009) or ``"json"`` (ChatGPT) for revocation.
+        account_id_claim: Claim path in the ID token (then access token) naming the account.
+        email_claims: Claim paths tried in order for the email.
+        fallback_lifetime: Seconds a token is trusted after ``last_refresh`` when no expiry
+            is known (neither ``expires_in`` nor a JWT ``exp``).
+        require_iss: Reject callbacks without ``iss`` (RFC 9207 section 2.4).
+        response_mode: ``None`` (query) or ``"form_post"``.
+        code_challenge_methods: What the server advertised, if known.
+    """
+
+    name: str
+    issuer: str
+    client_id: str
+    authorization_endpoint: str
+    token_endpoint: str
+    scopes: tuple[str, ...] = ("openid", "offline_access")
+    revocation_endpoint: str | None = None
+    device_authorization_endpoint: str | None = None
+    redirect_host: str = "127.0.0.1"
+    redirect_path: str = "/auth/callback"
+    ports: tuple[int, ...] = ()
+    cancel_busy_port: bool = False
+    authorize_params: tuple[tuple[str, str], ...] = ()
+    authorize_params_after_state: tuple[tuple[str, str], ...] = ()
+    refresh_body: BodyFormat = "form"
+    revoke_body: BodyFormat = "form"
+    account_id_claim: tuple[str, ...] = ("sub",)
+    email_claims: tuple[tuple[str, ...], ...] = (("email",),)
+    fallback_lifetime: float = 3600.0
+    require_iss: bool = False
+    response_mode: Literal["form_post"] | None = None
+    code_challenge_methods: tuple[str, ...] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        check_login_name(self.name)
+        if not self.client_id:
+            raise ValidationError("client_id must not be empty")
+        for key in ("scopes", "ports", "authorize_params", "authorize_params_after_state"):
+            object.__setattr__(self, key, tuple(getattr(self, key)))
+        require_endpoint_url(self.issuer, what="issuer")
+        for what in ("authorization_endpoint", "token_endpoint"):
+            require_endpoint_url(getattr(self, what), what=what)
+        for what in ("revocation_endpoint", "device_authorization_endpoint"):
+            if getattr(self, what) is not None:
+                require_endpoint_url(getattr(self, what), what=what)
+        if not self.redirect_path.startswith("/"):
+            raise ValidationError("redirect_path must start with '/'")
+        if self.response_mode not in (None, "form_post"):
+            raise ValidationError("response_mode must be None or 'form_post'")
+        if self.code_challenge_methods is not None and "S256" not in self.code_challenge_methods:
+            raise ValidationError(
+                f"{self.issuer} does not support PKCE S256; refusing to log in without it"
+            )
+
+    def redirect_uri(self, port: int) -> str:
+        """The ``redirect_uri`` for a callback server listening on ``port``."""
+        host = f"[{self.redirect_host}]" if ":" in self.redirect_host else self.redirect_host
+        return f"http://{host}:{port}{self.redirect_path}"
+
+    def replace(self, **changes: Any) -> ProviderConfig:
+        """Return a copy with ``changes`` applied (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form (no secrets: public clients have none)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProviderConfig:
+        """Rebuild a config saved with :meth:`to_dict`; unknown keys are ignored.
+
+        Raises:
+            ValidationError: the data does not describe a valid provider.
+        """
+        known = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in known:
+                continue
+            if key in ("authorize_params", "authorize_params_after_state", "email_claims"):
+                value = tuple(tuple(v) for v in value)
+            elif isinstance(value, list):
+                value = tuple(value)
+            kwargs[key] = value
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:
+            raise ValidationError(f"incomplete provider configuration: {exc}") from None
+
+    @classmethod
+    def chatgpt(
+        cls,
+        *,
+        originator: str = "codex_cli_rs",
+        allowed_workspace_ids: Iterable[str] = (),
+        scopes: Iterable[str] = CHATGPT_SCOPES,
+        name: str = "chatgpt",
+    ) -> ProviderConfig:
+        """The "Sign in with ChatGPT" preset: the Codex CLI's public client, byte for byte.
+
+        Args:
+            originator: The ``originator`` authorization parameter.
+            allowed_workspace_ids: Restrict the login to these workspaces (comma-joined).
+            scopes: Scopes; older clients send ``openid profile email offline_access``.
+            name: The login's name in storage.
+        """
+        after_state = [("originator", originator)]
+        workspaces = ",".join(allowed_workspace_ids)
+        if workspaces:
+            after_state.append(("allowed_workspace_id", workspaces))
+        return cls(
+            name=name,
+            issuer=CHATGPT_ISSUER,
+            client_id=CHATGPT_CLIENT_ID,
+            authorization_endpoint=f"{CHATGPT_ISSUER}/oauth/authorize",
+            token_endpoint=f"{CHATGPT_ISSUER}/oauth/token",
+            revocation_endpoint=f"{CHATGPT_ISSUER}/oauth/revoke",
+            scopes=tuple(scopes),
+            redirect_host="localhost",
+            redirect_path="/auth/callback",
+            ports=(1455, 1457),
+            cancel_busy_port=True,
+            authorize_params=(
+                ("id_token_add_organizations", "true"),
+                ("codex_cli_simplified_flow", "true"),
+            ),
+            authorize_params_after_state=tuple(after_state),
+            refresh_body="json",
+            revoke_body="json",
+            account_id_claim=(_CHATGPT_AUTH_CLAIM, "chatgpt_account_id"),
+            email_claims=(("email",), ("https://api.openai.com/profile", "email")),
+            fallback_lifetime=_EIGHT_DAYS,
+        )
+
+    @classmethod
+    async def discover(
+        cls,
+        issuer: str,
+        *,
+        client_id: str,
+        scopes: Iterable[str] = ("openid", "offline_access"),
+        name: str | None = None,
+        response_mode: Literal["form_post"] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> ProviderConfig:
+        """Fetch the issuer's metadata (RFC 8414, then OpenID discovery) and build a config.
+
+        Args:
+            issuer: The issuer identifier, e.g. ``https://accounts.example.com``.
+            client_id: Our public client's id at that issuer.
+            scopes: Scopes to request at login.
+            name: The login's name; default derived from the issuer (see :func:`login_name`).
+            response_mode: ``"form_post"`` to receive the callback as a POST.
+            http_client: A client to use (not closed); default a fresh one.
+
+        Raises:
+            DiscoveryError: no metadata document, or it is invalid or names another issuer.
+        """
+        from ._http_client import RetryPolicy, new_http_client, send_with_retries
+
+        require_endpoint_url(issuer, what="issuer")
+        client = http_client or new_http_client()
+        errors: list[str] = []
+        try:
+            for url in well_known_urls(issuer):
+                try:
+                    response = await send_with_retries(
+                        client, "GET", url, idempotent=True, policy=RetryPolicy(attempts=2)
+                    )
+                except OAuthError as exc:
+                    errors.append(f"{url}: {exc}")
+                    continue
+                if response.status_code != 200:
+                    errors.append(f"{url}: HTTP {response.status_code}")
+                    continue
+                try:
+                    document = response.json()
+                except ValueError:
+                    errors.append(f"{url}: not JSON")
+                    continue
+                log.debug("discovery document fetched", extra={"url": url})
+                return parse_metadata(
+                    issuer,
+                    document,
+                    client_id=client_id,
+                    scopes=scopes,
+                    name=name,
+                    response_mode=response_mode,
+                )
+        finally:
+            if http_client is None:
+                await client.aclose()
+        raise DiscoveryError(
+            f"no usable metadata for {issuer} ({'; '.join(errors)}); check the issuer URL"
+        )
+
+
+def well_known_urls(issuer: str) -> list[str]:
+    """The RFC 8414 and OpenID discovery URLs for ``issuer``, in the order we try them."""
+    parts = urlsplit(issuer)
+    path = parts.path.rstrip("/")
+    rfc8414 = urlunsplit(
+        (parts.scheme, parts.netloc, f"/.well-known/oauth-authorization-server{path}", "", "")
+    )
+    oidc = urlunsplit(
+        (parts.scheme, parts.netloc, f"{path}/.well-known/openid-configuration", "", "")
+    )
+    return [rfc8414, oidc]
+
+
+def login_name(issuer: str) -> str:
+    """A storage name derived from an issuer: ``accounts.example.com``, ``127.0.0.1-8080``."""
+    parts = urlsplit(issuer)
+    raw = (parts.hostname or "login") + (f"-{parts.port}" if parts.port else "") + parts.path
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.")
+    return slug[:64] or "login"
+
+
+def parse_metadata(
+    issuer: str,
+    document: object,
+    *,
+    client_id: str,
+    scopes: Iterable[str] = ("openid", "offline_access"),
+    name: str | None = None,
+    response_mode: Literal["form_post"] | None = None,
+) -> ProviderConfig:
+    """Build a :class:`ProviderConfig` from a metadata document (pure; no I/O).
+
+    Raises:
+        DiscoveryError: the document is not an object, names another issuer, lacks an
+            endpoint, uses plain http off loopback or does not offer S256 PKCE.
+    """
+    if not isinstance(document, Mapping):
+        raise DiscoveryError(f"the metadata of {issuer} is not a JSON object")
+    if document.get("issuer") != issuer:
+        raise DiscoveryError(
+            f"the metadata names issuer {document.get('issuer')!r}, not {issuer!r} "
+            "(RFC 8414 section 3.3): check the issuer URL, including any trailing slash"
+        )
+
+    def endpoint(key: str, *, required: bool) -> str | None:
+        value = document.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str):
+            raise DiscoveryError(f"the metadata of {issuer} has no {key}")
+        return value
+
+    methods = document.get("code_challenge_methods_supported")
+    if methods is None:
+        log.warning(
+            "the provider does not advertise PKCE support; sending S256 anyway",
+            extra={"issuer": issuer},
+        )
+    try:
+        return ProviderConfig(
+            name=name or login_name(issuer),
+            issuer=issuer,
+            client_id=client_id,
+            authorization_endpoint=endpoint("authorization_endpoint", required=True) or "",
+            token_endpoint=endpoint("token_endpoint", required=True) or "",
+            revocation_endpoint=endpoint("revocation_endpoint", required=False),
+            device_authorization_endpoint=endpoint("device_authorization_endpoint", required=False),
+            scopes=tuple(scopes),
+            require_iss=document.get("authorization_response_iss_parameter_supported") is True,
+            response_mode=response_mode,
+            code_challenge_methods=tuple(methods) if isinstance(methods, list) else None,
+        )
+    except ValidationError as exc:
+        raise DiscoveryError(f"unusable metadata from {issuer}: {exc.message}") from None

@@ -1,0 +1,189 @@
+"""TokenClient: moves token requests over HTTP; all judgement lives in :mod:`._protocol`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ._exceptions import HttpError, NetworkError
+from ._http_client import RetryPolicy, new_http_client, parse_retry_after, send_with_retries
+from ._protocol import (
+    Grant,
+    TokenRequest,
+    code_exchange_request,
+    parse_token_response,
+    refresh_request,
+    revoke_request,
+)
+from ._redact import redact_body
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+    import httpx
+
+    from ._provider import ProviderConfig
+    from .storage._base import AuthData
+
+__all__ = ["TokenClient"]
+
+log = logging.getLogger(__name__)
+
+
+class TokenClient:
+    """Code exchange, refresh and revocation against one provider.
+
+    Args:
+        provider: The provider's configuration.
+        http_client: An AsyncClient to use (not closed by us); default our own.
+        retry: Retry policy for requests that are safe to repeat.
+        clock: Wall clock in seconds since the epoch (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        provider: ProviderConfig,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.provider = provider
+        self._owns_client = http_client is None
+        self._client = http_client or new_http_client()
+        self._retry = retry or RetryPolicy()
+        self._clock = clock
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if we created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> TokenClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def _post(self, request: TokenRequest, *, idempotent: bool) -> httpx.Response:
+        content, content_type = request.content()
+        return await send_with_retries(
+            self._client,
+            "POST",
+            request.url,
+            idempotent=idempotent,
+            policy=self._retry,
+            content=content,
+            content_type=content_type,
+        )
+
+    async def _token_call(
+        self, request: TokenRequest, *, grant: Grant, previous: AuthData | None
+    ) -> AuthData:
+        started = time.monotonic()
+        log.debug("token request started", extra={"grant": grant, "url": request.url})
+        try:
+            response = await self._post(request, idempotent=False)
+        except NetworkError as exc:
+            log.warning(
+                "token request failed: %s",
+                exc,
+                extra={"grant": grant, "sent": exc.sent, "duration_s": time.monotonic() - started},
+            )
+            raise
+        try:
+            result = parse_token_response(
+                response.status_code,
+                response.content,
+                provider=self.provider,
+                now=self._clock(),
+                grant=grant,
+                previous=previous,
+                url=request.url,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        except Exception as exc:
+            log.warning(
+                "token request refused: %s",
+                exc,
+                extra={
+                    "grant": grant,
+                    "status": response.status_code,
+                    "duration_s": time.monotonic() - started,
+                },
+            )
+            raise
+        log.info(
+            "token request succeeded",
+            extra={
+                "grant": grant,
+                "status": response.status_code,
+                "duration_s": round(time.monotonic() - started, 4),
+                "rotated": previous is not None and result.refresh_token != previous.refresh_token,
+            },
+        )
+        return result
+
+    async def exchange_code(self, *, code: str, redirect_uri: str, verifier: str) -> AuthData:
+        """Exchange an authorization code (sent once: codes are single use).
+
+        Raises:
+            TokenEndpointError, TokenError: the server refused or answered nonsense.
+            NetworkError: the server could not be reached.
+        """
+        request = code_exchange_request(
+            self.provider, code=code, redirect_uri=redirect_uri, verifier=verifier
+        )
+        return await self._token_call(request, grant="authorization_code", previous=None)
+
+    async def refresh(self, current: AuthData) -> AuthData:
+        """Refresh ``current`` and merge the answer into it (never auto-retried once sent).
+
+        Raises:
+            ReauthenticationRequired: the refresh token is dead (or there is none).
+            TokenEndpointError, TokenError, NetworkError: as for :meth:`exchange_code`.
+        """
+        if not current.refresh_token:
+            from ._exceptions import ReauthenticationRequired
+
+            raise ReauthenticationRequired(
+                "the stored login has no refresh token and its access token expired; log in again"
+            )
+        request = refresh_request(self.provider, current.refresh_token)
+        return await self._token_call(request, grant="refresh_token", previous=current)
+
+    async def revoke(self, data: AuthData) -> bool:
+        """Revoke the refresh token (or the access token when there is none), RFC 7009.
+
+        Returns:
+            True when the server confirmed, False when the provider has no revocation endpoint.
+
+        Raises:
+            HttpError: the server refused; NetworkError: it could not be reached.
+        """
+        token, hint = (
+            (data.refresh_token, "refresh_token")
+            if data.refresh_token
+            else (data.access_token, "access_token")
+        )
+        request = revoke_request(self.provider, token, hint)
+        if request is None:
+            return False
+        response = await self._post(request, idempotent=True)
+        if response.status_code != 200:
+            raise HttpError(
+                f"the revocation endpoint answered HTTP {response.status_code}",
+                status_code=response.status_code,
+                reason=response.reason_phrase,
+                url=request.url,
+                body=redact_body(response.text),
+            )
+        log.info("token revoked", extra={"hint": hint})
+        return True

@@ -1,0 +1,246 @@
+"""FileSystemAuthStorage: one JSON file per login in a private folder.
+
+Writes go to a temporary file in the same folder, are fsync'd and moved into place with
+``os.replace``, so a crash leaves the old login or the new one, never half of either. Files are
+0600 in a 0700 folder. A file that cannot be parsed raises :class:`StorageError` naming its
+path; a later write moves it aside (``*.corrupt-<time>``) instead of destroying it.
+``lock()`` is an operating-system file lock beside the file (``filelock``), released by the
+kernel if its holder dies, so refreshes are single-flight across processes too. All blocking
+work runs in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import anyio.to_thread
+
+from .._exceptions import StorageError, ValidationError
+from ._base import AuthData
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    import filelock
+
+__all__ = ["FileSystemAuthStorage", "default_home", "list_logins"]
+
+log = logging.getLogger(__name__)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_HOME_ENV = "VANDAMME_OAUTH_HOME"
+
+
+def default_home() -> Path:
+    """``$VANDAMME_OAUTH_HOME``, else ``$XDG_CONFIG_HOME/vandamme-oauth``, else ~/.config/..."""
+    env = os.environ.get(_HOME_ENV)
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "vandamme-oauth"
+
+
+def check_login_name(name: str) -> str:
+    """Return ``name`` if it is usable as a login/file name.
+
+    Raises:
+        ValidationError: it has characters other than letters, digits, ``.``, ``_``, ``-``.
+    """
+    if not _NAME_RE.match(name) or name.endswith((".lock", ".tmp")):
+        raise ValidationError(
+            f"login name {name!r} must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def list_logins(home_dir: str | os.PathLike[str]) -> list[str]:
+    """Names of the logins stored in ``home_dir`` (blocking; call from a worker thread)."""
+    home = Path(home_dir)
+    if not home.is_dir():
+        return []
+    return sorted(
+        p.name[: -len(".json")]
+        for p in home.glob("*.json")
+        if not p.name.endswith(".provider.json") and _NAME_RE.match(p.name[: -len(".json")])
+    )
+
+
+class FileSystemAuthStorage:
+    """An :class:`AuthStorage` keeping one login in ``{home_dir}/{provider}.json``.
+
+    Args:
+        home_dir: The folder (str or path). Default: :func:`default_home`.
+        provider: The login's name, used as the file name (default ``"chatgpt"``).
+        lock_timeout: Seconds ``lock()`` waits for another process before raising.
+    """
+
+    def __init__(
+        self,
+        home_dir: str | os.PathLike[str] | None = None,
+        provider: str = "chatgpt",
+        *,
+        lock_timeout: float = 60.0,
+    ) -> None:
+        self.home_dir = Path(home_dir).expanduser() if home_dir is not None else default_home()
+        self.name = check_login_name(provider)
+        self.path = self.home_dir / f"{self.name}.json"
+        self.lock_path = self.home_dir / f"{self.name}.json.lock"
+        self.lock_timeout = lock_timeout
+        self._local_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"FileSystemAuthStorage(path={str(self.path)!r})"
+
+    # -- blocking helpers, run in worker threads --------------------------------------------
+
+    def _ensure_home(self) -> None:
+        try:
+            self.home_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if self.home_dir.stat().st_mode & 0o077:
+                self.home_dir.chmod(0o700)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create the folder {self.home_dir}: {exc.strerror or exc}; "
+                "pick a writable folder with --home or VANDAMME_OAUTH_HOME"
+            ) from exc
+
+    def _read_sync(self) -> AuthData | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+        try:
+            return AuthData.from_dict(json.loads(raw))
+        except (ValueError, ValidationError) as exc:
+            # json.JSONDecodeError and UnicodeDecodeError are ValueErrors; their text quotes
+            # no file content, and ValidationError messages never hold token values.
+            reason = exc.message if isinstance(exc, ValidationError) else "not valid JSON"
+            raise StorageError(
+                f"the auth file {self.path} is unreadable ({reason}); it was left untouched: "
+                "log in again to replace it, or restore it from a backup"
+            ) from None
+
+    def _quarantine_if_corrupt(self) -> None:
+        try:
+            self._read_sync()
+        except StorageError:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            log.warning(
+                "moved the unreadable auth file aside before writing a new one",
+                extra={"path": str(self.path), "moved_to": str(aside)},
+            )
+
+    def _write_sync(self, data: AuthData) -> None:
+        self._ensure_home()
+        payload = json.dumps(data.to_dict(), indent=2).encode("utf-8") + b"\n"
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        try:
+            self._quarantine_if_corrupt()
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, payload)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.home_dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise StorageError(
+                f"cannot write {self.path}: {exc.strerror or exc}; the previous login is unchanged"
+            ) from exc
+
+    def _clear_sync(self) -> None:
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot delete {self.path}: {exc.strerror or exc}") from exc
+
+    # -- AuthStorage ------------------------------------------------------------------------
+
+    async def read_auth(self) -> AuthData | None:
+        """Return the stored login, or None if the file does not exist.
+
+        Raises:
+            StorageError: the file exists but cannot be read or parsed (named in the message).
+        """
+        return await anyio.to_thread.run_sync(self._read_sync)
+
+    async def write_auth(self, data: AuthData) -> None:
+        """Write ``data`` atomically with mode 0600.
+
+        Raises:
+            StorageError: the folder or file cannot be written; the old file is unchanged.
+        """
+        await anyio.to_thread.run_sync(self._write_sync, data)
+
+    async def clear_auth(self) -> None:
+        """Delete the login's file (no error when it does not exist)."""
+        await anyio.to_thread.run_sync(self._clear_sync)
+
+    async def is_authenticated(self) -> bool:
+        """True when the file exists and holds a readable login."""
+        return await self.read_auth() is not None
+
+    async def _acquire(self, flock: filelock.FileLock, started: float) -> None:
+        import filelock
+
+        # Poll with non-blocking attempts so a cancelled waiter never leaves a worker thread
+        # that acquires the lock after its task is gone.
+        delay = 0.002
+        while True:
+            try:
+                await anyio.to_thread.run_sync(lambda: flock.acquire(timeout=0))
+            except filelock.Timeout:
+                if time.monotonic() - started > self.lock_timeout:
+                    raise StorageError(
+                        f"another process has held the lock {self.lock_path} for over "
+                        f"{self.lock_timeout:g} s; is a refresh hanging?"
+                    ) from None
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 0.05)
+            else:
+                return
+
+    @contextlib.asynccontextmanager
+    async def lock(self) -> AsyncIterator[None]:
+        """Hold an exclusive OS file lock beside the auth file (other processes wait).
+
+        Raises:
+            StorageError: another process held the lock for longer than ``lock_timeout``.
+        """
+        import filelock  # lazily: only refreshers need it
+
+        async with self._local_lock:
+            await anyio.to_thread.run_sync(self._ensure_home)
+            # thread_local=False: acquired in one worker thread, released in another.
+            flock = filelock.FileLock(
+                str(self.lock_path), mode=0o600, thread_local=False, is_singleton=False
+            )
+            started = time.monotonic()
+            await self._acquire(flock, started)
+            log.debug(
+                "file lock acquired",
+                extra={"path": str(self.lock_path), "waited_s": time.monotonic() - started},
+            )
+            try:
+                yield
+            finally:
+                await anyio.to_thread.run_sync(flock.release)

@@ -1,0 +1,51 @@
+"""InMemoryAuthStorage: a login kept in this process only (tests, short-lived programs)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from ._base import AuthData
+
+__all__ = ["InMemoryAuthStorage"]
+
+
+class InMemoryAuthStorage:
+    """An :class:`AuthStorage` that keeps one login in memory; also the official test fake.
+
+    Args:
+        initial: A login to start with.
+    """
+
+    def __init__(self, initial: AuthData | None = None) -> None:
+        self._data = initial
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"InMemoryAuthStorage(authenticated={self._data is not None})"
+
+    async def read_auth(self) -> AuthData | None:
+        """Return the stored login, or None."""
+        return self._data
+
+    async def write_auth(self, data: AuthData) -> None:
+        """Replace the stored login with ``data``."""
+        self._data = data
+
+    async def clear_auth(self) -> None:
+        """Forget the stored login."""
+        self._data = None
+
+    async def is_authenticated(self) -> bool:
+        """True when a login is stored."""
+        return self._data is not None
+
+    @contextlib.asynccontextmanager
+    async def lock(self) -> AsyncIterator[None]:
+        """Exclude other coroutines refreshing this login."""
+        async with self._lock:
+            yield
