@@ -126,7 +126,7 @@ class CallbackServer:
         app.router.add_route("POST", self.path, self._handle_callback)
         app.router.add_get("/success", self._handle_success)
         app.router.add_get("/cancel", self._handle_cancel)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
             for port in self._ports:
@@ -150,7 +150,7 @@ class CallbackServer:
     async def _bind(self, runner: web.AppRunner, port: int) -> bool:
         tries = 10 if (port and self._cancel_busy_port) else 1
         for attempt in range(tries):
-            site = web.TCPSite(runner, self.host, port, shutdown_timeout=1.0)
+            site = web.TCPSite(runner, self.host, port)
             try:
                 await site.start()
             except OSError as exc:
@@ -167,7 +167,7 @@ class CallbackServer:
             self.port = runner.addresses[-1][1]
             if self._also_ipv6:
                 with contextlib.suppress(OSError):
-                    await web.TCPSite(runner, "::1", self.port, shutdown_timeout=1.0).start()
+                    await web.TCPSite(runner, "::1", self.port).start()
             return True
         return False
 

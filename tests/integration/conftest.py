@@ -1,0 +1,81 @@
+"""Integration fixtures: the real OpenID provider and a helper that logs in through it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.support.provider import RunningProvider, run_provider
+from tests.support.user_agent import BrowserResult, run_browser
+from vandamme_oauth import AuthData, AuthStorage, OAuthFlow, ProviderConfig
+
+
+@pytest.fixture(scope="session")
+def oidc_provider() -> Iterator[RunningProvider]:
+    """One real oidc-provider process for the whole run (loopback, ephemeral port)."""
+    with run_provider() as running:
+        yield running
+
+
+@pytest.fixture
+async def provider_config(oidc_provider: RunningProvider) -> ProviderConfig:
+    """The test provider, configured by discovery."""
+    return await ProviderConfig.discover(
+        oidc_provider.issuer,
+        client_id=oidc_provider.client_id,
+        scopes=["openid", "offline_access", "email"],
+        name="test",
+    )
+
+
+@dataclass
+class Login:
+    """The outcome of a scripted login."""
+
+    auth: AuthData
+    browser: BrowserResult
+    url: str
+
+
+class BrowserQueue:
+    """An ``open_browser`` that hands the authorization URL to the test."""
+
+    def __init__(self) -> None:
+        self.urls: asyncio.Queue[str] = asyncio.Queue()
+
+    def __call__(self, url: str) -> None:
+        self.urls.put_nowait(url)
+
+    async def next_url(self, flow_task: asyncio.Task[Any]) -> str:
+        """The next URL the flow asked to open; fails at once if the flow ended instead."""
+        getter = asyncio.ensure_future(self.urls.get())
+        done, _ = await asyncio.wait({getter, flow_task}, return_when=asyncio.FIRST_COMPLETED)
+        if getter not in done:
+            getter.cancel()
+            flow_task.result()  # raises the flow's error
+            raise AssertionError("the flow finished without opening a browser")
+        return getter.result()
+
+
+@pytest.fixture
+def browser() -> BrowserQueue:
+    """An open_browser hook whose URLs the test reads."""
+    return BrowserQueue()
+
+
+async def scripted_login(
+    provider: ProviderConfig, storage: AuthStorage, *, login: str = "alice"
+) -> Login:
+    """Run OAuthFlow.authenticate() with the scripted user agent as the browser."""
+    queue = BrowserQueue()
+    async with OAuthFlow(provider, storage, open_browser=queue) as flow:
+        task = asyncio.create_task(flow.authenticate(timeout=60))
+        url = await queue.next_url(task)
+        result = await run_browser(url, login=login)
+        auth = await task
+    return Login(auth=auth, browser=result, url=url)
+

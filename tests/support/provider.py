@@ -1,0 +1,89 @@
+"""Start and talk to the real OpenID provider (npm ``oidc-provider``) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+PROVIDER_DIR = Path(__file__).resolve().parent.parent / "provider"
+CLIENT_ID = "vandamme-test"
+
+
+@dataclass(frozen=True)
+class RunningProvider:
+    """A running test provider: its issuer and its test-only endpoints."""
+
+    issuer: str
+    client_id: str
+    process: subprocess.Popen[bytes]
+
+    def stats(self) -> dict[str, int]:
+        """Counts of successful grants and revocations seen by the provider."""
+        response = httpx.get(f"{self.issuer}/__test__/stats", timeout=10)
+        response.raise_for_status()
+        data: dict[str, int] = response.json()
+        return data
+
+    def set_token_latency(self, ms: int) -> None:
+        """Delay every token-endpoint answer by ``ms`` milliseconds."""
+        response = httpx.post(
+            f"{self.issuer}/__test__/config", json={"token_latency_ms": ms}, timeout=10
+        )
+        response.raise_for_status()
+
+
+@contextmanager
+def run_provider(*, access_token_ttl: int = 600) -> Iterator[RunningProvider]:
+    """Run ``tests/provider/server.mjs`` until the block ends; fail loudly if it cannot start."""
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError("Node.js is required for the integration tests (node not on PATH)")
+    if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
+        raise RuntimeError(
+            f"oidc-provider is not installed: run 'npm ci' in {PROVIDER_DIR} "
+            "(the README's test command does this)"
+        )
+    env = {
+        **os.environ,
+        "ACCESS_TOKEN_TTL": str(access_token_ttl),
+        "CLIENT_ID": CLIENT_ID,
+        "NODE_NO_WARNINGS": "1",
+    }
+    process = subprocess.Popen(
+        [node, "server.mjs"],
+        cwd=PROVIDER_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout=60):
+            raise RuntimeError("the test OpenID provider did not start within 60 s")
+        line = process.stdout.readline()
+        selector.close()
+        if not line:
+            raise RuntimeError(f"the test OpenID provider exited with code {process.wait()}")
+        issuer = json.loads(line)["issuer"]
+        yield RunningProvider(issuer=issuer, client_id=CLIENT_ID, process=process)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+

@@ -1,0 +1,98 @@
+"""A scripted user agent: completes the test provider's login and consent pages like a person.
+
+It follows redirects by hand, fills the login form (any login and password are accepted by
+oidc-provider's development interactions), presses Continue on the consent page and finally
+requests our loopback callback, following it to the success page.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx
+
+_FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"[^>]*>(.*?)</form>', re.S)
+_INPUT = re.compile(r"<input([^>]*)>", re.S)
+_ATTR = re.compile(r'(\w+)="([^"]*)"')
+_ABORT = re.compile(r'href="([^"]*/abort)"')
+
+
+@dataclass
+class BrowserResult:
+    """Where the scripted browser ended: the callback URL it reached and the final page."""
+
+    callback_url: str
+    final_url: str
+    final_status: int
+    final_text: str
+
+
+def _form_fields(form_html: str, login: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for attrs_text in _INPUT.findall(form_html):
+        attrs = dict(_ATTR.findall(attrs_text))
+        name = attrs.get("name")
+        if not name:
+            continue
+        if name == "login":
+            fields[name] = login
+        elif name == "password":
+            fields[name] = "any-password"
+        else:
+            fields[name] = html.unescape(attrs.get("value", ""))
+    return fields
+
+
+def _is_callback(url: str, callback_prefix: str) -> bool:
+    return url.startswith(callback_prefix)
+
+
+async def run_browser(
+    authorization_url: str,
+    *,
+    login: str = "alice",
+    deny: bool = False,
+    follow_callback: bool = True,
+    max_steps: int = 20,
+) -> BrowserResult:
+    """Drive the provider's pages from ``authorization_url`` to our loopback callback.
+
+    Args:
+        authorization_url: The URL our flow asked the browser to open.
+        login: The account to log in as (becomes the ``sub``).
+        deny: Press "Cancel" on the login page instead (the provider answers access_denied).
+        follow_callback: Request the callback (and the success page); False stops before it,
+            as a browser would on a machine that cannot reach our loopback port.
+    """
+    query = parse_qs(urlsplit(authorization_url).query)
+    callback_prefix = query["redirect_uri"][0]
+    async with httpx.AsyncClient(follow_redirects=False, timeout=30, trust_env=False) as ua:
+        response = await ua.get(authorization_url)
+        for _ in range(max_steps):
+            if response.is_redirect:
+                target = urljoin(str(response.url), response.headers["location"])
+                if _is_callback(target, callback_prefix):
+                    if not follow_callback:
+                        return BrowserResult(target, target, 0, "")
+                    final = await ua.get(target, follow_redirects=True)
+                    return BrowserResult(target, str(final.url), final.status_code, final.text)
+                response = await ua.get(target)
+                continue
+            if deny:
+                match = _ABORT.search(response.text)
+                if match is None:
+                    raise AssertionError(f"no abort link on {response.url}")
+                response = await ua.get(urljoin(str(response.url), html.unescape(match[1])))
+                continue
+            form = _FORM.search(response.text)
+            if form is None:
+                raise AssertionError(
+                    f"unexpected page {response.url} ({response.status_code}): "
+                    f"{response.text[:300]}"
+                )
+            action = urljoin(str(response.url), html.unescape(form[1]))
+            response = await ua.post(action, data=_form_fields(form[2], login))
+    raise AssertionError("the login did not reach the callback")
