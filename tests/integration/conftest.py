@@ -78,4 +78,3 @@ async def scripted_login(
         result = await run_browser(url, login=login)
         auth = await task
     return Login(auth=auth, browser=result, url=url)
-

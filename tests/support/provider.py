@@ -86,4 +86,3 @@ def run_provider(*, access_token_ttl: int = 600) -> Iterator[RunningProvider]:
             process.wait()
         if process.stdout is not None:
             process.stdout.close()
-

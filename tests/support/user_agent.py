@@ -8,7 +8,9 @@ requests our loopback callback, following it to the success page.
 from __future__ import annotations
 
 import html
+import logging
 import re
+from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -18,6 +20,16 @@ _FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"[^>]*>(.*?)</fo
 _INPUT = re.compile(r"<input([^>]*)>", re.S)
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
 _ABORT = re.compile(r'href="([^"]*/abort)"')
+
+
+# True while the scripted browser runs: its own httpx logs (which show the callback URL, as a
+# real browser's history would) are not the library's and are filtered out by log tests.
+IN_BROWSER: ContextVar[bool] = ContextVar("IN_BROWSER", default=False)
+
+
+def not_from_browser(record: logging.LogRecord) -> bool:
+    """A logging filter dropping records emitted by the scripted browser."""
+    return not IN_BROWSER.get()
 
 
 @dataclass
@@ -67,6 +79,22 @@ async def run_browser(
         follow_callback: Request the callback (and the success page); False stops before it,
             as a browser would on a machine that cannot reach our loopback port.
     """
+    token = IN_BROWSER.set(True)
+    try:
+        return await _browse(
+            authorization_url,
+            login=login,
+            deny=deny,
+            follow_callback=follow_callback,
+            max_steps=max_steps,
+        )
+    finally:
+        IN_BROWSER.reset(token)
+
+
+async def _browse(
+    authorization_url: str, *, login: str, deny: bool, follow_callback: bool, max_steps: int
+) -> BrowserResult:
     query = parse_qs(urlsplit(authorization_url).query)
     callback_prefix = query["redirect_uri"][0]
     async with httpx.AsyncClient(follow_redirects=False, timeout=30, trust_env=False) as ua:

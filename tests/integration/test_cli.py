@@ -1,0 +1,117 @@
+"""The CLI driven as a user would, as a separate process, against the real provider."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.provider import RunningProvider
+from tests.support.user_agent import run_browser
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
+
+
+async def _cli(*args: str, home: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vandamme_oauth",
+        *args,
+        "--home",
+        str(home),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_PROXY": "*"},
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def _cli_login(oidc_provider: RunningProvider, home: Path) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vandamme_oauth",
+        "login",
+        "--issuer",
+        oidc_provider.issuer,
+        "--client-id",
+        oidc_provider.client_id,
+        "--scope",
+        "openid",
+        "--scope",
+        "offline_access",
+        "--scope",
+        "email",
+        "--name",
+        "work",
+        "--no-browser",
+        "--timeout",
+        "60",
+        "--home",
+        str(home),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    seen: list[str] = []
+    url = ""
+    while not url:
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        assert line, f"the CLI exited before printing a URL: {seen}"
+        seen.append(line)
+        if line.strip().startswith("http"):
+            url = line.strip()
+    waiting = (await asyncio.wait_for(process.stderr.readline(), timeout=60)).decode()
+    assert "Ctrl-C" in waiting
+    assert "/auth/callback" in waiting
+    await run_browser(url)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, "".join(seen) + out.decode(), waiting + err.decode()
+
+
+async def test_cli_login_status_token_logout(
+    oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """login --no-browser, status, token and logout work end to end, with exit code 0."""
+    home = tmp_path / "home"
+    code, out, err = await _cli_login(oidc_provider, home)
+    assert code == 0, err
+    assert "Open this URL in a browser" in out
+    assert "Logged in to work as alice@example.test" in out
+    auth_file = home / "work.json"
+    assert auth_file.stat().st_mode & 0o777 == 0o600
+    assert home.stat().st_mode & 0o777 == 0o700
+    stored = json.loads(auth_file.read_text())
+    secrets = [v for v in stored["tokens"].values() if v]
+
+    code, out, err = await _cli("status", home=home)
+    assert code == 0, err
+    assert "work" in out
+    assert "alice" in out
+    assert str(auth_file) in out
+    assert not any(secret in out for secret in secrets)
+
+    code, out, err = await _cli("token", "work", home=home)
+    assert code == 0, err
+    assert out.strip() == stored["tokens"]["access_token"]
+
+    before = oidc_provider.stats()["revocation"]
+    code, out, err = await _cli("logout", home=home)
+    assert code == 0, err
+    assert "revoked at the provider" in out
+    assert oidc_provider.stats()["revocation"] == before + 1
+    assert not auth_file.exists()
+
+    code, out, err = await _cli("token", "work", home=home)
+    assert code == 1
+    assert err.startswith("vandamme-oauth: ")
+    assert len(err.strip().splitlines()) == 1
