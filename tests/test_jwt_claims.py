@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vandamme_oauth import InvalidJWTError, OAuthError, decode_claims
+from vandamme_oauth import InvalidJWTError, decode_claims
 from vandamme_oauth._jwt_claims import claim_at
 
 
@@ -42,9 +42,10 @@ def test_round_trip(claims: dict[str, Any]) -> None:
 def test_arbitrary_text_never_crashes(text: str) -> None:
     """Any input either decodes to a dict or raises InvalidJWTError, nothing else."""
     try:
-        assert isinstance(decode_claims(text), dict)
-    except InvalidJWTError as exc:
-        assert isinstance(exc, OAuthError)
+        claims = decode_claims(text)
+    except InvalidJWTError:
+        return
+    assert isinstance(claims, dict)
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from vandamme_oauth import (
     TokenError,
 )
 from vandamme_oauth._protocol import (
+    Grant,
     build_authorization_url,
     code_exchange_request,
     error_code,
@@ -224,13 +225,13 @@ def parse(
     body: object,
     *,
     provider: ProviderConfig = GENERIC,
-    grant: str = "authorization_code",
+    grant: Grant = "authorization_code",
     previous: AuthData | None = None,
 ) -> AuthData:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     return parse_token_response(
         status, raw, provider=provider, now=NOW, grant=grant, previous=previous
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_expiry_from_expires_in_then_from_the_jwt_exp() -> None:

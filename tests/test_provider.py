@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import httpx
 import pytest
-import respx
 
 from vandamme_oauth import DiscoveryError, ProviderConfig, ValidationError
 from vandamme_oauth._provider import login_name, parse_metadata, well_known_urls
+
+if TYPE_CHECKING:
+    import respx
 
 ISSUER = "https://idp.example/tenant"
 METADATA = {

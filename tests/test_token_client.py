@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
-import respx
 
 from tests.test_protocol import CHATGPT, GENERIC
 from vandamme_oauth import (
@@ -19,6 +19,9 @@ from vandamme_oauth import (
     TokenEndpointError,
 )
 from vandamme_oauth._http_client import parse_retry_after
+
+if TYPE_CHECKING:
+    import respx
 
 FAST = RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0)
 LOGIN = AuthData(access_token="AT", refresh_token="RT", account_id="a", last_refresh=1.0)

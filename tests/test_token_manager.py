@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
-from tests.conftest import FakeClock
 from tests.test_protocol import GENERIC
 from vandamme_oauth import (
     AuthData,
@@ -20,6 +19,11 @@ from vandamme_oauth import (
     TokenEndpointError,
     TokenManager,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tests.conftest import FakeClock
 
 
 class FakeTokenEndpoint:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from tests.support.provider import RunningProvider, run_provider
 from tests.support.user_agent import BrowserResult, run_browser
 from vandamme_oauth import AuthData, AuthStorage, OAuthFlow, ProviderConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,16 @@ import asyncio
 import json
 import os
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.provider import RunningProvider
 from tests.support.user_agent import run_browser
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.support.provider import RunningProvider
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -21,6 +21,9 @@ from vandamme_oauth import (
     new_pkce,
 )
 from vandamme_oauth._cli import _ExtraFormatter
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import httpx
 import pytest
 
 from tests.integration.conftest import BrowserQueue, scripted_login
-from tests.support.provider import RunningProvider
 from tests.support.user_agent import run_browser
 from vandamme_oauth import (
     AuthorizationError,
@@ -21,6 +21,9 @@ from vandamme_oauth import (
     ProviderConfig,
     decode_claims,
 )
+
+if TYPE_CHECKING:
+    from tests.support.provider import RunningProvider
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from tests.conftest import FakeClock
 from tests.integration.conftest import scripted_login
-from tests.support.provider import RunningProvider
 from vandamme_oauth import (
     FileSystemAuthStorage,
     InMemoryAuthStorage,
@@ -19,6 +18,11 @@ from vandamme_oauth import (
     TokenClient,
     TokenManager,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from tests.support.provider import RunningProvider
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 

@@ -7,12 +7,15 @@ import os
 import selectors
 import shutil
 import subprocess
-from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 PROVIDER_DIR = Path(__file__).resolve().parent.parent / "provider"
 CLIENT_ID = "vandamme-test"

@@ -8,13 +8,16 @@ requests our loopback callback, following it to the success page.
 from __future__ import annotations
 
 import html
-import logging
 import re
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx
+
+if TYPE_CHECKING:
+    import logging
 
 _FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"[^>]*>(.*?)</form>', re.S)
 _INPUT = re.compile(r"<input([^>]*)>", re.S)

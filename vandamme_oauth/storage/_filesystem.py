@@ -132,9 +132,15 @@ class FileSystemAuthStorage:
             ) from None
 
     def _quarantine_if_corrupt(self) -> None:
+        # Only a file that exists, can be read and does not parse is moved aside; read
+        # errors surface from the write itself.
         try:
-            self._read_sync()
-        except StorageError:
+            raw = self.path.read_bytes()
+        except OSError:
+            return
+        try:
+            AuthData.from_dict(json.loads(raw))
+        except (ValueError, ValidationError):
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             os.replace(self.path, aside)
             log.warning(

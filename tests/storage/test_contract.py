@@ -1,0 +1,102 @@
+"""The AuthStorage contract, run against every backend."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import pytest
+
+from vandamme_oauth import AuthData, AuthStorage, FileSystemAuthStorage, InMemoryAuthStorage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+LOGIN = AuthData(
+    access_token="AT",
+    refresh_token="RT",
+    id_token="ID",
+    account_id="acct",
+    email="a@example.com",
+    expires_at=1_800_000_000.5,
+    last_refresh=1_799_999_000.0,
+    scope="openid",
+)
+
+
+@pytest.fixture(params=["memory", "file"])
+def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], AuthStorage]:
+    """A factory of storages that share one login (two handles to the same backend)."""
+    if request.param == "memory":
+        shared = InMemoryAuthStorage()
+        return lambda: shared
+    return lambda: FileSystemAuthStorage(tmp_path / "home", "contract")
+
+
+async def test_empty_storage(make_storage: Callable[[], AuthStorage]) -> None:
+    """A new storage holds nothing."""
+    storage = make_storage()
+    assert await storage.read_auth() is None
+    assert await storage.is_authenticated() is False
+    await storage.clear_auth()  # clearing nothing is fine
+
+
+async def test_write_read_clear(make_storage: Callable[[], AuthStorage]) -> None:
+    """What is written is read back equal, by another handle too, and clear removes it."""
+    storage = make_storage()
+    await storage.write_auth(LOGIN)
+    assert await make_storage().read_auth() == LOGIN
+    assert await storage.is_authenticated() is True
+    newer = LOGIN.replace(access_token="AT2", refresh_token="RT2")
+    await storage.write_auth(newer)
+    assert await storage.read_auth() == newer
+    await storage.clear_auth()
+    assert await make_storage().read_auth() is None
+
+
+async def test_lock_excludes_other_holders(make_storage: Callable[[], AuthStorage]) -> None:
+    """While one task holds lock(), another handle's lock() waits until it is released."""
+    first, second = make_storage(), make_storage()
+    order: list[str] = []
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def holder() -> None:
+        async with first.lock():
+            order.append("first in")
+            held.set()
+            await release.wait()
+            order.append("first out")
+
+    async def waiter() -> None:
+        await held.wait()
+        async with second.lock():
+            order.append("second in")
+
+    tasks = [asyncio.create_task(holder()), asyncio.create_task(waiter())]
+    await held.wait()
+    for _ in range(20):
+        await asyncio.sleep(0)  # give the waiter every chance to (wrongly) get in
+    assert order == ["first in"]
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order == ["first in", "first out", "second in"]
+
+
+def test_auth_data_repr_hides_secrets() -> None:
+    """Tokens never appear in repr."""
+    text = repr(LOGIN)
+    assert "AT" not in text.replace("AuthData", "")
+    assert "RT" not in text
+    assert "ID'" not in text
+    assert "acct" in text
+
+
+def test_auth_data_json_round_trip_and_version() -> None:
+    """to_dict is versioned, RFC 3339 timed, and from_dict reverses it; unknown keys pass."""
+    data = LOGIN.to_dict()
+    assert data["version"] == 1
+    assert data["expires_at"] == "2027-01-15T08:00:00.500000Z"
+    assert data["last_refresh"] == "2027-01-15T07:43:20Z"
+    assert AuthData.from_dict({**data, "future_key": 1}) == LOGIN

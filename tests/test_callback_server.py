@@ -1,0 +1,155 @@
+"""The loopback callback server on real sockets: paths, single use, /cancel and busy ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+from aiohttp import web
+
+from vandamme_oauth import (
+    AuthData,
+    AuthorizationError,
+    CallbackServerError,
+    OAuthFlowError,
+    StateMismatchError,
+)
+from vandamme_oauth._callback_server import CallbackServer
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+AUTH = AuthData(access_token="AT")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def accept(params: Mapping[str, str]) -> AuthData:
+    if params.get("state") != "s":
+        raise StateMismatchError("wrong state")
+    if "error" in params:
+        raise AuthorizationError(error=params["error"])
+    return AUTH
+
+
+async def test_form_post_callback_is_accepted() -> None:
+    """response_mode=form_post: the parameters arrive as a POST form."""
+    async with CallbackServer(accept, success_grace=0) as server:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            answer = await client.post(
+                f"http://127.0.0.1:{server.port}/auth/callback", data={"state": "s", "code": "c"}
+            )
+        assert answer.status_code == 302
+        assert answer.headers["Location"] == "/success"
+        assert await server.wait(5) is AUTH
+
+
+async def test_a_finished_login_refuses_further_callbacks() -> None:
+    """After the first judged callback, the state is spent: later ones get 400."""
+    async with CallbackServer(accept, success_grace=0) as server:
+        url = f"http://127.0.0.1:{server.port}/auth/callback"
+        async with httpx.AsyncClient(trust_env=False) as client:
+            first = await client.get(url, params={"state": "s", "error": "access_denied"})
+            second = await client.get(url, params={"state": "s", "code": "c"})
+        assert first.status_code == 400
+        assert second.status_code == 400
+        assert "already finished" in second.text
+        with pytest.raises(AuthorizationError):
+            await server.wait(5)
+
+
+async def test_cancel_ends_the_wait() -> None:
+    """GET /cancel ends a pending login with OAuthFlowError."""
+    async with CallbackServer(accept) as server:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            answer = await client.get(f"http://127.0.0.1:{server.port}/cancel")
+        assert answer.status_code == 200
+        with pytest.raises(OAuthFlowError, match="cancelled"):
+            await server.wait(5)
+
+
+async def test_busy_port_is_freed_by_cancelling_our_stale_login() -> None:
+    """A stale login of ours on the first port is asked to /cancel; we then take that port."""
+    first, second = free_port(), free_port()
+    stale = CallbackServer(accept, ports=(first,))
+    await stale.start()
+
+    async def stale_owner() -> None:
+        try:
+            await stale.wait(30)
+        except OAuthFlowError:
+            pass
+        finally:
+            await stale.close()
+
+    owner = asyncio.create_task(stale_owner())
+    async with CallbackServer(accept, ports=(first, second), cancel_busy_port=True) as server:
+        assert server.port == first
+    await owner
+
+
+async def test_busy_port_that_ignores_cancel_falls_back_to_the_next() -> None:
+    """A foreign listener that ignores /cancel makes us use the second port."""
+    first, second = free_port(), free_port()
+    cancels: list[str] = []
+
+    async def foreign(request: web.Request) -> web.Response:
+        cancels.append(request.path)
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/cancel", foreign)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", first).start()
+    try:
+        async with CallbackServer(accept, ports=(first, second), cancel_busy_port=True) as server:
+            assert server.port == second
+        assert cancels == ["/cancel"]
+    finally:
+        await runner.cleanup()
+
+
+async def test_all_ports_busy_names_them() -> None:
+    """When every allowed port is taken, the error names them and how to find the owner."""
+    with socket.socket() as a, socket.socket() as b:
+        a.bind(("127.0.0.1", 0))
+        a.listen()
+        b.bind(("127.0.0.1", 0))
+        b.listen()
+        ports = (a.getsockname()[1], b.getsockname()[1])
+        with pytest.raises(CallbackServerError) as caught:
+            async with CallbackServer(accept, ports=ports):
+                pass  # pragma: no cover
+    assert f"{ports[0]} and {ports[1]}" in str(caught.value)
+    assert "lsof" in str(caught.value)
+
+
+async def test_success_page_and_security_headers() -> None:
+    """The success page is static, uncacheable and sends no referrer."""
+    async with CallbackServer(accept, success_grace=5) as server:
+        async with httpx.AsyncClient(trust_env=False) as client:
+            final = await client.get(
+                f"http://127.0.0.1:{server.port}/auth/callback",
+                params={"state": "s", "code": "c"},
+                follow_redirects=True,
+            )
+        assert await server.wait(5) is AUTH
+    assert final.status_code == 200
+    assert "Signed in" in final.text
+    for header, value in {
+        "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer",
+        "Connection": "close",
+        "X-Frame-Options": "DENY",
+    }.items():
+        assert final.headers[header] == value
+    assert "default-src 'none'" in final.headers["Content-Security-Policy"]

@@ -1,0 +1,51 @@
+"""The public API is exactly what __init__ exports, sorted, and importable."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import vandamme_oauth
+
+CONTRACT = [
+    "AuthData",
+    "AuthStorage",
+    "FileSystemAuthStorage",
+    "InMemoryAuthStorage",
+    "NotAuthenticatedError",
+    "OAuthError",
+    "OAuthFlow",
+    "ProviderConfig",
+    "ReauthenticationRequired",
+    "TokenManager",
+]
+
+
+def test_all_is_sorted_and_complete() -> None:
+    """__all__ is sorted and lists every public name the package defines."""
+    assert vandamme_oauth.__all__ == sorted(vandamme_oauth.__all__)
+    public = {n for n in vars(vandamme_oauth) if not n.startswith("_")} - {
+        "annotations",
+        "storage",
+        "Any",
+    }
+    assert public == set(vandamme_oauth.__all__)
+
+
+def test_contract_names_import() -> None:
+    """Every name of the design contract is exported."""
+    for name in CONTRACT:
+        assert name in vandamme_oauth.__all__
+        assert getattr(vandamme_oauth, name).__module__.startswith("vandamme_oauth")
+
+
+def test_version() -> None:
+    """__version__ comes from the installed metadata."""
+    assert vandamme_oauth.__version__.count(".") >= 2
+
+
+def test_import_does_not_load_aiohttp() -> None:
+    """Importing the package leaves aiohttp unloaded (only a login needs it)."""
+    code = "import sys, vandamme_oauth; print('aiohttp' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
