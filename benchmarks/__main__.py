@@ -1,0 +1,302 @@
+"""Benchmarks for vandamme-oauth, run by `scripts/test -s bench` (numbers printed, not asserted).
+
+1. Hot path: ns per `await manager.get_access_token()` on a valid token, beside the floor
+   (awaiting a trivial coroutine that returns an attribute), an uncontended asyncio.Lock,
+   Authlib's `AsyncOAuth2Client.ensure_active_token` and MSAL's `acquire_token_silent`.
+2. Refresh storm: N concurrent callers at the expiry instant against a loopback token
+   endpoint with 20 ms latency that rotates refresh tokens: wall time and refresh requests.
+3. Cold import time of `vandamme_oauth` beside `httpx` (fresh interpreters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from vandamme_oauth import AuthData, InMemoryAuthStorage, ProviderConfig, TokenManager
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+LOOPS = 200_000
+REPEATS = 7
+
+
+async def ns_per_call(fn: Callable[[], Awaitable[object]], loops: int = LOOPS) -> float:
+    """Best of REPEATS runs of `loops` awaited calls, in ns per call."""
+    best = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter_ns()
+        for _ in range(loops):
+            await fn()
+        best = min(best, (time.perf_counter_ns() - start) / loops)
+    return best
+
+
+def provider_for(token_endpoint: str) -> ProviderConfig:
+    return ProviderConfig(
+        name="bench",
+        issuer="http://127.0.0.1",
+        client_id="bench",
+        authorization_endpoint="http://127.0.0.1/authorize",
+        token_endpoint=token_endpoint,
+    )
+
+
+class _Holder:
+    def __init__(self) -> None:
+        self.value = "token"
+
+
+async def bench_hot_path() -> None:
+    print("== Hot path: one call on a valid token (best of 7 x 200k) ==")
+    holder = _Holder()
+
+    async def floor() -> str:
+        return holder.value
+
+    lock = asyncio.Lock()
+
+    async def locked() -> str:
+        async with lock:
+            return holder.value
+
+    now = time.time()
+    auth = AuthData(access_token="AT", refresh_token="RT", expires_at=now + 86400, last_refresh=now)
+    manager = TokenManager(provider_for("http://127.0.0.1:9/token"), InMemoryAuthStorage(auth))
+    await manager.get_access_token()  # load the cache
+
+    results = {
+        "floor (await trivial coroutine)": await ns_per_call(floor),
+        "vandamme-oauth get_access_token()": await ns_per_call(manager.get_access_token),
+        "uncontended asyncio.Lock + return": await ns_per_call(locked),
+    }
+    await manager.aclose()
+    results.update(await _authlib_ns())
+    results.update(_msal_ns())
+    base = results["floor (await trivial coroutine)"]
+    ours = results["vandamme-oauth get_access_token()"]
+    for name, ns in results.items():
+        print(f"  {name:<44} {ns:9.1f} ns   {ns / base:6.2f}x floor   {ns / ours:7.1f}x ours")
+
+
+async def _authlib_ns() -> dict[str, float]:
+    from authlib.integrations.httpx_client import AsyncOAuth2Client
+
+    token = {
+        "access_token": "AT",
+        "refresh_token": "RT",
+        "token_type": "Bearer",
+        "expires_at": int(time.time()) + 86400,
+    }
+    client = AsyncOAuth2Client(
+        client_id="bench", token=token, token_endpoint="http://127.0.0.1:9/token"
+    )
+
+    async def check() -> object:
+        return await client.ensure_active_token(client.token)
+
+    try:
+        return {"Authlib ensure_active_token()": await ns_per_call(check, 50_000)}
+    finally:
+        await client.aclose()
+
+
+def _msal_ns() -> dict[str, float]:
+    import msal
+
+    base = "https://login.example.test/tenant"
+
+    class Response:
+        def __init__(self, body: dict[str, Any]) -> None:
+            self.status_code, self.text = 200, json.dumps(body)
+            self.headers: dict[str, str] = {}
+
+        def raise_for_status(self) -> None:
+            return None
+
+    class OfflineHttp:
+        """Answers MSAL's one discovery GET locally; the cached path makes no request."""
+
+        def get(self, url: str, **kwargs: Any) -> Response:
+            return Response(
+                {
+                    "issuer": base,
+                    "authorization_endpoint": f"{base}/authorize",
+                    "token_endpoint": f"{base}/token",
+                }
+            )
+
+        def post(self, url: str, **kwargs: Any) -> Response:
+            raise AssertionError("MSAL tried to refresh in the cached benchmark")
+
+        def close(self) -> None:
+            return None
+
+    def part(data: object) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    now = int(time.time())
+    id_token = f"{part({'alg': 'none'})}.{part({'sub': 'u', 'iss': base, 'aud': 'bench', 'exp': now + 3600, 'iat': now, 'preferred_username': 'u@x'})}.sig"  # noqa: E501
+    app = msal.PublicClientApplication("bench", oidc_authority=base, http_client=OfflineHttp())
+    app.token_cache.add(
+        {
+            "client_id": "bench",
+            "scope": ["api"],
+            "token_endpoint": f"{base}/token",
+            "response": {
+                "access_token": "AT",
+                "refresh_token": "RT",
+                "expires_in": 86400,
+                "token_type": "Bearer",
+                "id_token": id_token,
+            },
+        }
+    )
+    account = app.get_accounts()[0]
+    loops = 5_000
+    best = float("inf")
+    for _ in range(REPEATS):
+        start = time.perf_counter_ns()
+        for _ in range(loops):
+            app.acquire_token_silent(["api"], account=account)
+        best = min(best, (time.perf_counter_ns() - start) / loops)
+    return {"MSAL acquire_token_silent() (sync)": best}
+
+
+class RotatingTokenServer:
+    """A loopback token endpoint in its own thread: 20 ms latency, rotating refresh tokens."""
+
+    def __init__(self, latency: float = 0.020) -> None:
+        self.latency = latency
+        self.requests = 0
+        self.reused = 0
+        self._valid = "RT0"
+        self._serial = 0
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def reset(self, refresh_token: str) -> None:
+        self._valid, self.requests, self.reused = refresh_token, 0, 0
+
+    async def _token(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        form = await request.post()
+        await asyncio.sleep(self.latency)
+        if form.get("refresh_token") != self._valid:
+            self.reused += 1
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        self._serial += 1
+        self._valid = f"RT{self._serial}"
+        return web.json_response(
+            {"access_token": f"AT{self._serial}", "refresh_token": self._valid, "expires_in": 3600}
+        )
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_post("/token", self._token)
+        runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        self.port = runner.addresses[0][1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    def __enter__(self) -> RotatingTokenServer:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+async def bench_storm() -> None:
+    print("\n== Refresh storm at the expiry instant (token endpoint latency 20 ms, rotating) ==")
+    with RotatingTokenServer() as server:
+        provider = provider_for(f"http://127.0.0.1:{server.port}/token")
+        # One refresh round trip, for reference.
+        server.reset("RT0")
+        storage = InMemoryAuthStorage(
+            AuthData(access_token="AT", refresh_token="RT0", expires_at=0.0, last_refresh=0.0)
+        )
+        async with TokenManager(provider, storage) as manager:
+            start = time.perf_counter()
+            await manager.get_access_token()
+            round_trip = time.perf_counter() - start
+        print(f"  one refresh round trip: {round_trip * 1000:.1f} ms")
+        for n in (1, 100, 1_000, 10_000):
+            stored = await storage.read_auth()
+            assert stored is not None
+            server.reset(stored.refresh_token or "")
+            await storage.write_auth(stored.replace(expires_at=time.time() - 1))
+            async with TokenManager(provider, storage) as manager:
+                done: list[float] = []
+
+                async def caller(manager: TokenManager = manager, done: list[float] = done) -> str:
+                    token = await manager.get_access_token()
+                    done.append(time.perf_counter())
+                    return token
+
+                start = time.perf_counter()
+                results = await asyncio.gather(
+                    *(caller() for _ in range(n)), return_exceptions=True
+                )
+            failed = sum(isinstance(r, BaseException) for r in results)
+            wall = max(done) - start if done else float("nan")
+            print(
+                f"  N={n:>6}: refresh requests={server.requests}  failed callers={failed}  "
+                f"last caller served after {wall * 1000:7.1f} ms "
+                f"({wall / round_trip:4.2f}x one round trip)  distinct tokens="
+                f"{len({r for r in results if isinstance(r, str)})}"
+            )
+
+
+def bench_import() -> None:
+    print("\n== Cold import time (median of 15 fresh interpreters) ==")
+    code = (
+        "import sys, time; t = time.perf_counter(); import {mod}; "
+        "print(time.perf_counter() - t, 'aiohttp' in sys.modules)"
+    )
+    medians: dict[str, float] = {}
+    for mod in ("httpx", "vandamme_oauth"):
+        times = []
+        for _ in range(15):
+            out = subprocess.run(
+                [sys.executable, "-c", code.format(mod=mod)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()
+            times.append(float(out[0]))
+            aiohttp_loaded = out[1] == "True"
+        medians[mod] = statistics.median(times)
+        print(
+            f"  import {mod:<15} {medians[mod] * 1000:6.1f} ms   aiohttp loaded: {aiohttp_loaded}"
+        )
+    print(f"  difference: {(medians['vandamme_oauth'] - medians['httpx']) * 1000:+.1f} ms")
+
+
+async def main() -> None:
+    await bench_hot_path()
+    await bench_storm()
+    bench_import()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,63 @@
+"""Developer tasks. `scripts/test` bootstraps nox and runs the default sessions.
+
+Sessions: tests (the whole suite, real provider included), lint, typecheck, bench.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_external_run = True
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+PROVIDER = ROOT / "tests" / "provider"
+
+
+def install_test_provider(session: nox.Session) -> None:
+    """`npm ci` the test OpenID provider when its lock file changed (or it is missing)."""
+    lock = PROVIDER / "package-lock.json"
+    marker = PROVIDER / "node_modules" / ".vandamme-lock-sha256"
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    if marker.exists() and marker.read_text() == digest:
+        session.log("oidc-provider is installed and current")
+        return
+    with session.chdir(PROVIDER):
+        session.run("npm", "ci", "--no-audit", "--no-fund", external=True)
+    marker.write_text(digest)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite: unit tests and integration tests against real loopback servers."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "tests"))
+    install_test_provider(session)
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over the package, tests, examples and benchmarks."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "typing", "bench"))
+    session.run("mypy")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (numbers printed, not asserted): hot path, refresh storm, import time."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "tests", "bench"))
+    session.run("python", "-m", "benchmarks", *session.posargs)
