@@ -17,6 +17,7 @@ from vandamme_oauth import (
     ReauthenticationRequired,
     RetryPolicy,
     TokenEndpointError,
+    TokenError,
     TokenManager,
 )
 
@@ -35,11 +36,14 @@ class FakeTokenEndpoint:
         self.calls = 0
         self.arrived = asyncio.Event()
         self.fail: tuple[int, dict[str, str]] | None = None
+        self.answer: httpx.Response | None = None
 
     async def handler(self, request: httpx.Request) -> httpx.Response:
         self.calls += 1
         self.arrived.set()
         await self.gate.wait()
+        if self.answer is not None:
+            return self.answer
         if self.fail is not None:
             return httpx.Response(self.fail[0], json=self.fail[1])
         form = dict(httpx.QueryParams(request.content.decode()))
@@ -247,3 +251,35 @@ async def test_get_auth_data_and_forced_refresh(
         assert "RT" not in repr(m)
     body = json.dumps(refreshed.to_dict())
     assert "RT1" in body
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        (httpx.Response(200, text="<html>login</html>"), TokenError),
+        (httpx.Response(200, text="{not json"), TokenError),
+        (httpx.Response(200, json={"token_type": "Bearer"}), TokenError),
+        (httpx.Response(500, text="<html>oops</html>"), TokenEndpointError),
+        (
+            httpx.Response(429, json={"error": "slow down"}, headers={"Retry-After": "30"}),
+            TokenEndpointError,
+        ),
+    ],
+)
+async def test_bad_answers_raise_typed_errors_and_lose_nothing(
+    clock: FakeClock,
+    http: httpx.AsyncClient,
+    endpoint: FakeTokenEndpoint,
+    answer: httpx.Response,
+    error: type[Exception],
+) -> None:
+    """HTML, invalid JSON, no access_token, 500 and 429 each raise a typed error; the stored
+    login (and its refresh token) is left exactly as it was."""
+    original = login(clock)
+    storage = InMemoryAuthStorage(original)
+    clock.advance(3601)
+    endpoint.answer = answer
+    async with manager(storage, clock, http) as m:
+        with pytest.raises(error):
+            await m.get_access_token()
+    assert await storage.read_auth() == original

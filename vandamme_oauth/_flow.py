@@ -20,7 +20,6 @@ import anyio.to_thread
 from ._pkce import new_pkce, new_state
 from ._protocol import build_authorization_url, parse_callback
 from ._token_client import TokenClient
-from ._validation import is_loopback_host
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -125,18 +124,15 @@ class OAuthFlow:
             log.info("login stored", extra={"account_id": auth.account_id})
             return auth
 
+        host = self.provider.redirect_host.strip("[]")
         server = CallbackServer(
             on_callback,
             path=self.provider.redirect_path,
             ports=self.provider.ports or (0,),
-            host="::1" if self.provider.redirect_host == "::1" else "127.0.0.1",
+            host="127.0.0.1" if host == "localhost" else host,
             also_ipv6=self.provider.redirect_host == "localhost",
             cancel_busy_port=self.provider.cancel_busy_port,
         )
-        if not is_loopback_host(self.provider.redirect_host):
-            from ._exceptions import ValidationError
-
-            raise ValidationError("redirect_host must be a loopback host for a native login")
         async with server:
             redirect_uri = self.provider.redirect_uri(server.port)
             url = build_authorization_url(

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from ._exceptions import DiscoveryError, OAuthError, ValidationError
-from ._validation import require_endpoint_url
+from ._validation import is_loopback_host, require_endpoint_url
 from .storage._filesystem import check_login_name
 
 if TYPE_CHECKING:
@@ -106,6 +106,11 @@ class ProviderConfig:
         for what in ("revocation_endpoint", "device_authorization_endpoint"):
             if getattr(self, what) is not None:
                 require_endpoint_url(getattr(self, what), what=what)
+        if not is_loopback_host(self.redirect_host):
+            raise ValidationError(
+                f"redirect_host must be a loopback host (127.0.0.1, ::1 or localhost), "
+                f"not {self.redirect_host!r}: the callback server only listens on loopback"
+            )
         if not self.redirect_path.startswith("/"):
             raise ValidationError("redirect_path must start with '/'")
         if self.response_mode not in (None, "form_post"):

@@ -149,3 +149,19 @@ async def test_reported_401_refreshes_once(
     assert len(set(new)) == 1
     assert new[0] != old
     assert oidc_provider.stats()["refresh_token"] == before + 1
+
+
+async def test_loopback_token_calls_are_never_proxied(
+    provider_config: ProviderConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proxy variables pointing at a dead proxy do not affect calls to a loopback provider."""
+    storage = InMemoryAuthStorage()
+    login = await scripted_login(provider_config, storage)
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert login.auth.expires_at is not None
+    clock = FakeClock(login.auth.expires_at + 1)
+    async with TokenManager(provider_config, storage, clock=clock) as manager:
+        assert await manager.get_access_token() != login.auth.access_token
