@@ -1,8 +1,15 @@
-"""Fixtures shared by every test: a controllable clock."""
+"""Fixtures shared by every test: a controllable clock and a real Redis-protocol server."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
+
+from tests.support.redis_server import RedisServer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 class FakeClock:
@@ -23,3 +30,14 @@ class FakeClock:
 def clock() -> FakeClock:
     """A fake clock starting at a fixed instant."""
     return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real valkey-server on a free 127.0.0.1 port for the whole run."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -6,7 +6,7 @@ then call ``await manager.get_access_token()`` on the hot path of any async prog
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._exceptions import AuthorizationError as AuthorizationError
 from ._exceptions import CallbackServerError as CallbackServerError
@@ -39,6 +39,9 @@ from .storage import AuthStorage as AuthStorage
 from .storage import FileSystemAuthStorage as FileSystemAuthStorage
 from .storage import InMemoryAuthStorage as InMemoryAuthStorage
 
+if TYPE_CHECKING:
+    from .storage._redis import RedisAuthStorage as RedisAuthStorage
+
 __all__ = [
     "AuthData",
     "AuthStorage",
@@ -59,6 +62,7 @@ __all__ = [
     "PkcePair",
     "ProviderConfig",
     "ReauthenticationRequired",
+    "RedisAuthStorage",
     "RetryPolicy",
     "StateMismatchError",
     "StorageError",
@@ -75,6 +79,15 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # __version__ is looked up lazily: importlib.metadata is slow to import.
+    if name == "RedisAuthStorage":
+        # Lazily: redis is an optional extra (pip install "vandamme-oauth[redis]").
+        try:
+            from .storage._redis import RedisAuthStorage
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "RedisAuthStorage needs the redis extra: pip install 'vandamme-oauth[redis]'"
+            ) from exc
+        return RedisAuthStorage
     if name == "__version__":
         from importlib.metadata import version
 

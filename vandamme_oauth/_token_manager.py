@@ -31,6 +31,7 @@ from ._exceptions import (
     NetworkError,
     NotAuthenticatedError,
     ReauthenticationRequired,
+    StorageError,
     TokenError,
 )
 from ._token_client import TokenClient
@@ -92,6 +93,7 @@ class TokenManager:
         self._failures = 0
         self._backoff_until = -math.inf
         self._last_error: Exception | None = None
+        self._unsaved: tuple[AuthData, AuthData] | None = None
 
     def __repr__(self) -> str:
         return f"TokenManager(provider={self.provider.name!r}, storage={self.storage!r})"
@@ -191,6 +193,14 @@ class TokenManager:
             )
         return stored
 
+    def _serve_stale(self, auth: AuthData, now: float, until: float, why: str) -> AuthData:
+        """Keep serving a still-valid token through an outage, without a lock, until ``until``
+        (never past its expiry)."""
+        log.warning("%s; serving the still-valid token", why)
+        self._cached, self._token = auth, auth.access_token
+        self._fresh_until = min(until, self._expiry(auth))
+        return auth
+
     async def _slow_path(self) -> AuthData:
         if self._lock.locked():
             log.debug("waiting for a refresh in progress")
@@ -198,7 +208,15 @@ class TokenManager:
             now = self._clock()
             if now < self._fresh_until and self._cached is not None:
                 return self._cached  # another task refreshed while we waited
-            stored = await self._read()
+            try:
+                stored = await self._read()
+            except StorageError as exc:
+                cached = self._cached
+                if cached is not None and self._usable(cached, now):
+                    return self._serve_stale(cached, now, now + 1.0, f"storage failed ({exc})")
+                raise
+            if self._unsaved is not None:
+                return await self._refresh(stored)  # first try to persist what we hold
             if stored != self._cached:
                 self._adopt(stored)
                 if now < self._fresh_until:
@@ -207,47 +225,80 @@ class TokenManager:
                 raise copy.copy(self._dead[1])  # a fresh traceback per caller
             if now < self._backoff_until:
                 if self._usable(stored, now):
-                    return stored
+                    return self._serve_stale(stored, now, self._backoff_until, "backing off")
                 if self._last_error is not None:
                     raise copy.copy(self._last_error)
             return await self._refresh(stored)
 
     async def _refresh(self, seen: AuthData) -> AuthData:
-        async with self.storage.lock():
-            latest = await self._read()
-            now = self._clock()
-            if latest != seen:
-                self._adopt(latest)
-                if now < self._fresh_until:
-                    log.info("adopted a token refreshed by another process")
-                    return latest
-            try:
-                new = await self._tokens.refresh(latest)
-            except ReauthenticationRequired as exc:
-                newer = await self.storage.read_auth()
-                if newer is not None and newer.refresh_token != latest.refresh_token:
-                    log.info("refresh token rejected, but a newer login is stored; adopting it")
-                    self._adopt(newer)
-                    return newer
-                self._dead = (latest.refresh_token, exc)
-                raise
-            except _Transient as exc:
-                self._failures += 1
-                delay = min(self._max_backoff, 2.0 ** (self._failures - 1))
-                retry_after = getattr(exc, "retry_after", None)
-                if isinstance(retry_after, float):
-                    delay = max(delay, min(retry_after, self._max_backoff))
-                self._backoff_until = now + delay
-                self._last_error = exc
-                if self._usable(latest, now):
-                    log.warning(
-                        "refresh failed (%s); serving the still-valid token", type(exc).__name__
-                    )
-                    return latest
-                raise
+        now = self._clock()
+        try:
+            async with self.storage.lock():
+                return await self._refresh_locked(seen)
+        except StorageError as exc:
+            cached = self._cached
+            if cached is not None and self._usable(cached, now):
+                return self._serve_stale(cached, now, now + 1.0, f"storage failed ({exc})")
+            raise
+
+    async def _persist_unsaved(
+        self, latest: AuthData, unsaved: tuple[AuthData, AuthData]
+    ) -> AuthData:
+        base, new = unsaved
+        if latest == base:
             await self.storage.write_auth(new)
+            log.info("stored the refreshed login that an earlier write failed to save")
+            latest = new
+        else:
+            log.warning("storage changed since our unsaved refresh; adopting the stored login")
+        self._unsaved = None
+        return latest
+
+    async def _refresh_locked(self, seen: AuthData) -> AuthData:
+        latest = await self._read()
+        if self._unsaved is not None:
+            latest = await self._persist_unsaved(latest, self._unsaved)
+        now = self._clock()
+        if latest != seen or latest != self._cached:
+            self._adopt(latest)
+            if now < self._fresh_until:
+                log.info("adopted a token stored by another process")
+                return latest
+        try:
+            new = await self._tokens.refresh(latest)
+        except ReauthenticationRequired as exc:
+            newer = await self.storage.read_auth()
+            if newer is not None and newer.refresh_token != latest.refresh_token:
+                log.info("refresh token rejected, but a newer login is stored; adopting it")
+                self._adopt(newer)
+                return newer
+            self._dead = (latest.refresh_token, exc)
+            raise
+        except _Transient as exc:
+            self._failures += 1
+            delay = min(self._max_backoff, 2.0 ** (self._failures - 1))
+            retry_after = getattr(exc, "retry_after", None)
+            if isinstance(retry_after, float):
+                delay = max(delay, min(retry_after, self._max_backoff))
+            self._backoff_until = now + delay
+            self._last_error = exc
+            if self._usable(latest, now):
+                return self._serve_stale(
+                    latest, now, self._backoff_until, f"refresh failed ({exc})"
+                )
+            raise
         self._failures = 0
         self._backoff_until = -math.inf
         self._rejected = None
+        try:
+            await self.storage.write_auth(new)
+        except StorageError as exc:
+            # The server has rotated the refresh token: the new one exists only here now.
+            # Serve it, and retry the write on the next call after a short pause.
+            log.error("the refreshed login could not be stored (%s); holding it in memory", exc)
+            self._unsaved = (latest, new)
+            self._adopt(new)
+            self._fresh_until = min(self._fresh_until, now + 1.0)
+            return new
         self._adopt(new)
         return new

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 
-from vandamme_oauth import AuthData, AuthStorage, FileSystemAuthStorage, InMemoryAuthStorage
+from vandamme_oauth import (
+    AuthData,
+    AuthStorage,
+    FileSystemAuthStorage,
+    InMemoryAuthStorage,
+    RedisAuthStorage,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
+
+    from tests.support.redis_server import RedisServer
 
 LOGIN = AuthData(
     access_token="AT",
@@ -25,13 +34,28 @@ LOGIN = AuthData(
 )
 
 
-@pytest.fixture(params=["memory", "file"])
-def make_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], AuthStorage]:
-    """A factory of storages that share one login (two handles to the same backend)."""
+@pytest.fixture(params=["memory", "file", "redis"])
+async def make_storage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[Callable[[], AuthStorage]]:
+    """A factory of storages that share one login (several handles to the same backend)."""
     if request.param == "memory":
         shared = InMemoryAuthStorage()
-        return lambda: shared
-    return lambda: FileSystemAuthStorage(tmp_path / "home", "contract")
+        yield lambda: shared
+    elif request.param == "file":
+        yield lambda: FileSystemAuthStorage(tmp_path / "home", "contract")
+    else:
+        server: RedisServer = request.getfixturevalue("redis_server")
+        key = f"contract:{uuid.uuid4().hex}"
+        made: list[RedisAuthStorage] = []
+
+        def factory() -> AuthStorage:
+            made.append(RedisAuthStorage.from_url(server.url, key=key))
+            return made[-1]
+
+        yield factory
+        for storage in made:
+            await storage.aclose()
 
 
 async def test_empty_storage(make_storage: Callable[[], AuthStorage]) -> None:

@@ -67,6 +67,7 @@ def run_provider(*, access_token_ttl: int = 600) -> Iterator[RunningProvider]:
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        bufsize=0,  # unbuffered, so select() and readline() agree
     )
     try:
         assert process.stdout is not None
