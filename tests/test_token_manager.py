@@ -16,6 +16,7 @@ from vandamme_oauth import (
     NotAuthenticatedError,
     ReauthenticationRequired,
     RetryPolicy,
+    StorageError,
     TokenEndpointError,
     TokenError,
     TokenManager,
@@ -283,3 +284,59 @@ async def test_bad_answers_raise_typed_errors_and_lose_nothing(
         with pytest.raises(error):
             await m.get_access_token()
     assert await storage.read_auth() == original
+
+
+class FlakyStorage(InMemoryAuthStorage):
+    """In-memory storage whose reads or writes can be made to fail like a lost Redis."""
+
+    def __init__(self, initial: AuthData) -> None:
+        super().__init__(initial)
+        self.fail_reads = False
+        self.fail_writes = False
+
+    async def read_auth(self) -> AuthData | None:
+        if self.fail_reads:
+            raise StorageError("storage unreachable")
+        return await super().read_auth()
+
+    async def write_auth(self, data: AuthData) -> None:
+        if self.fail_writes:
+            raise StorageError("storage unreachable")
+        await super().write_auth(data)
+
+
+async def test_storage_outage_serves_a_valid_cached_token_but_never_an_expired_one(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Inside the margin a read failure keeps the cached token; past expiry it raises."""
+    storage = FlakyStorage(login(clock))
+    async with manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        storage.fail_reads = True
+        clock.advance(3600 - 100)
+        assert await m.get_access_token() == "AT0"
+        clock.advance(101)
+        with pytest.raises(StorageError):
+            await m.get_access_token()
+    assert endpoint.calls == 0
+
+
+async def test_refreshed_login_that_cannot_be_stored_is_kept_and_stored_later(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """The rotated refresh token is never lost: served from memory, written when possible."""
+    storage = FlakyStorage(login(clock))
+    clock.advance(3601)
+    storage.fail_writes = True
+    async with manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT1"
+        assert (await InMemoryAuthStorage.read_auth(storage)) == login(
+            clock.__class__(clock.now - 3601)
+        )
+        storage.fail_writes = False
+        clock.advance(2)
+        assert await m.get_access_token() == "AT1"
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert (stored.access_token, stored.refresh_token) == ("AT1", "RT1")
+    assert endpoint.calls == 1
