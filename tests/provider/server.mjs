@@ -3,7 +3,9 @@
 // Started by the pytest fixture in tests/integration/conftest.py. It prints one JSON line
 // {"issuer": ...} on stdout once it listens, and exposes two test-only endpoints:
 //   GET  /__test__/stats   counts of token-endpoint grants and revocations seen
-//   POST /__test__/config  {"token_latency_ms": N} adds latency to the token endpoint
+//   POST /__test__/config  {"token_latency_ms": N} delays token requests before they are
+//                          processed; {"token_response_delay_ms": N} delays the answer after
+//   GET  /__test__/wait?counter=NAME&after=N  answers once stats[NAME] exceeds N
 // Configuration comes from the environment:
 //   ACCESS_TOKEN_TTL   access-token lifetime in seconds (default 60)
 //   CLIENT_ID          the public native client's id (default "vandamme-test")
@@ -14,8 +16,20 @@ import Provider from 'oidc-provider';
 const clientId = process.env.CLIENT_ID || 'vandamme-test';
 const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL || '60');
 
-const stats = { authorization_code: 0, refresh_token: 0, device_code: 0, revocation: 0, token_errors: 0 };
+const stats = {
+  authorization_code: 0, refresh_token: 0, device_code: 0, revocation: 0, token_errors: 0,
+  token_requests_started: 0, token_requests_processed: 0,
+};
 let tokenLatencyMs = 0;
+let tokenResponseDelayMs = 0;
+// Long-poll waiters of GET /__test__/wait?counter=NAME&after=N.
+let waiters = [];
+function bump(counter) {
+  stats[counter] += 1;
+  const ready = waiters.filter((w) => stats[w.counter] > w.after);
+  waiters = waiters.filter((w) => stats[w.counter] <= w.after);
+  ready.forEach((w) => w.resolve());
+}
 
 const server = createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -83,10 +97,24 @@ provider.use(async (ctx, next) => {
     for await (const chunk of ctx.req) chunks.push(chunk);
     const body = JSON.parse(Buffer.concat(chunks).toString() || '{}');
     if (typeof body.token_latency_ms === 'number') tokenLatencyMs = body.token_latency_ms;
-    ctx.body = { token_latency_ms: tokenLatencyMs };
+    if (typeof body.token_response_delay_ms === 'number') {
+      tokenResponseDelayMs = body.token_response_delay_ms;
+    }
+    ctx.body = { token_latency_ms: tokenLatencyMs, token_response_delay_ms: tokenResponseDelayMs };
+    return;
+  }
+  if (ctx.path === '/__test__/wait') {
+    const counter = String(ctx.query.counter);
+    const after = Number(ctx.query.after || '0');
+    if (!(counter in stats)) ctx.throw(400, 'unknown counter');
+    if (stats[counter] <= after) {
+      await new Promise((resolve) => { waiters.push({ counter, after, resolve }); });
+    }
+    ctx.body = { [counter]: stats[counter] };
     return;
   }
   if (ctx.path === '/token' && ctx.method === 'POST') {
+    bump('token_requests_started');
     if (tokenLatencyMs > 0) await new Promise((r) => setTimeout(r, tokenLatencyMs));
     await next();
     const grant = ctx.oidc?.params?.grant_type;
@@ -95,6 +123,8 @@ provider.use(async (ctx, next) => {
       else if (grant === 'refresh_token') stats.refresh_token += 1;
       else if (grant === 'urn:ietf:params:oauth:grant-type:device_code') stats.device_code += 1;
     }
+    bump('token_requests_processed');
+    if (tokenResponseDelayMs > 0) await new Promise((r) => setTimeout(r, tokenResponseDelayMs));
     return;
   }
   if (ctx.path === '/token/revocation' && ctx.method === 'POST') {

@@ -7,6 +7,8 @@ import uuid
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vandamme_oauth import (
     AuthData,
@@ -121,6 +123,17 @@ def test_auth_data_json_round_trip_and_version() -> None:
     """to_dict is versioned, RFC 3339 timed, and from_dict reverses it; unknown keys pass."""
     data = LOGIN.to_dict()
     assert data["version"] == 1
-    assert data["expires_at"] == "2027-01-15T08:00:00.500000Z"
+    assert data["expires_at"] == "2027-01-15T08:00:00.500Z"
     assert data["last_refresh"] == "2027-01-15T07:43:20Z"
     assert AuthData.from_dict({**data, "future_key": 1}) == LOGIN
+
+
+@given(
+    st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False),
+    st.one_of(st.none(), st.floats(min_value=0, max_value=4_000_000_000, allow_nan=False)),
+)
+def test_times_round_trip_exactly(last_refresh: float, expires_at: float | None) -> None:
+    """Any time survives the JSON form unchanged (kept to the millisecond)."""
+    auth = LOGIN.replace(last_refresh=last_refresh, expires_at=expires_at)
+    assert AuthData.from_dict(auth.to_dict()) == auth
+    assert abs(auth.last_refresh - last_refresh) <= 0.0005

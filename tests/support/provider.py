@@ -36,10 +36,22 @@ class RunningProvider:
         data: dict[str, int] = response.json()
         return data
 
-    def set_token_latency(self, ms: int) -> None:
-        """Delay every token-endpoint answer by ``ms`` milliseconds."""
+    def wait_for(self, counter: str, after: int) -> int:
+        """Block until ``stats()[counter]`` exceeds ``after`` (a long poll); return it."""
+        response = httpx.get(
+            f"{self.issuer}/__test__/wait", params={"counter": counter, "after": after}, timeout=60
+        )
+        response.raise_for_status()
+        value: int = response.json()[counter]
+        return value
+
+    def set_token_latency(self, ms: int, *, after_processing_ms: int = 0) -> None:
+        """Delay token requests by ``ms`` before they are processed, and their answers by
+        ``after_processing_ms`` once processed."""
         response = httpx.post(
-            f"{self.issuer}/__test__/config", json={"token_latency_ms": ms}, timeout=10
+            f"{self.issuer}/__test__/config",
+            json={"token_latency_ms": ms, "token_response_delay_ms": after_processing_ms},
+            timeout=10,
         )
         response.raise_for_status()
 

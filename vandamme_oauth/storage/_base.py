@@ -37,7 +37,7 @@ def _to_rfc3339(ts: float | None) -> str | None:
     if ts is None:
         return None
     when = dt.datetime.fromtimestamp(ts, tz=dt.UTC)
-    return when.isoformat(timespec="seconds" if ts == int(ts) else "microseconds").replace(
+    return when.isoformat(timespec="seconds" if ts == int(ts) else "milliseconds").replace(
         "+00:00", "Z"
     )
 
@@ -93,6 +93,13 @@ class AuthData:
     last_refresh: float = 0.0
     token_type: str = "Bearer"  # noqa: S105 - a token type, not a secret
     scope: str | None = None
+
+    def __post_init__(self) -> None:
+        # Times are kept to the millisecond so that the JSON form round-trips exactly and a
+        # login read back from storage compares equal to the one written.
+        if self.expires_at is not None:
+            object.__setattr__(self, "expires_at", round(self.expires_at, 3))
+        object.__setattr__(self, "last_refresh", round(self.last_refresh, 3))
 
     def expires_in(self, now: float) -> float | None:
         """Seconds until the access token expires (negative once expired), None if unknown."""

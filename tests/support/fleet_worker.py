@@ -1,0 +1,50 @@
+"""One process of a fleet: N concurrent get_access_token() calls on a shared storage.
+
+    python -m tests.support.fleet_worker CONFIG_JSON
+
+CONFIG_JSON: {"provider": {...}, "backend": "file"|"redis", "home": ..., "url": ...,
+"key": ..., "callers": N}. The worker prints "ready" once set up, waits for a line on stdin
+(the start signal, so that every process starts at the same instant), runs the callers and
+prints one JSON line: {"tokens": [distinct tokens], "errors": [error class names]}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from vandamme_oauth import (
+    AuthStorage,
+    FileSystemAuthStorage,
+    ProviderConfig,
+    RedisAuthStorage,
+    TokenManager,
+)
+
+
+async def run(config: dict[str, Any]) -> dict[str, Any]:
+    provider = ProviderConfig.from_dict(config["provider"])
+    storage: AuthStorage
+    if config["backend"] == "file":
+        storage = FileSystemAuthStorage(config["home"], provider.name)
+    else:
+        storage = RedisAuthStorage.from_url(config["url"], key=config["key"])
+    async with TokenManager(provider, storage) as manager:
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+        results = await asyncio.gather(
+            *(manager.get_access_token() for _ in range(config["callers"])),
+            return_exceptions=True,
+        )
+    if isinstance(storage, RedisAuthStorage):
+        await storage.aclose()
+    return {
+        "tokens": sorted({r for r in results if isinstance(r, str)}),
+        "errors": [type(r).__name__ for r in results if isinstance(r, BaseException)],
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(run(json.loads(sys.argv[1])))), flush=True)
