@@ -36,6 +36,7 @@ from ._token_client import TokenClient as TokenClient
 from ._token_manager import TokenManager as TokenManager
 from .storage import AuthData as AuthData
 from .storage import AuthStorage as AuthStorage
+from .storage import CodexAuthStorage as CodexAuthStorage
 from .storage import FileSystemAuthStorage as FileSystemAuthStorage
 from .storage import InMemoryAuthStorage as InMemoryAuthStorage
 
@@ -48,6 +49,7 @@ __all__ = [
     "AuthorizationError",
     "CallbackServerError",
     "CallbackTimeoutError",
+    "CodexAuthStorage",
     "DiscoveryError",
     "FileSystemAuthStorage",
     "HttpError",

@@ -3,6 +3,7 @@
 from ._base import FORMAT_VERSION as FORMAT_VERSION
 from ._base import AuthData as AuthData
 from ._base import AuthStorage as AuthStorage
+from ._codex import CodexAuthStorage as CodexAuthStorage
 from ._filesystem import FileSystemAuthStorage as FileSystemAuthStorage
 from ._filesystem import default_home as default_home
 from ._filesystem import list_logins as list_logins
@@ -12,6 +13,7 @@ __all__ = [
     "FORMAT_VERSION",
     "AuthData",
     "AuthStorage",
+    "CodexAuthStorage",
     "FileSystemAuthStorage",
     "InMemoryAuthStorage",
     "default_home",

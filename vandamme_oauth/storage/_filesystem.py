@@ -113,6 +113,16 @@ class FileSystemAuthStorage:
                 "pick a writable folder with --home or VANDAMME_OAUTH_HOME"
             ) from exc
 
+    # -- the file format: overridden by CodexAuthStorage ------------------------------------
+
+    def _decode(self, raw: bytes) -> AuthData:
+        """Parse the file's bytes (raises ValueError or ValidationError)."""
+        return AuthData.from_dict(json.loads(raw))
+
+    def _encode(self, data: AuthData, previous: bytes | None) -> bytes:
+        """The file's new bytes; ``previous`` is the current, readable content, if any."""
+        return json.dumps(data.to_dict(), indent=2).encode("utf-8") + b"\n"
+
     def _read_sync(self) -> AuthData | None:
         try:
             raw = self.path.read_bytes()
@@ -121,7 +131,7 @@ class FileSystemAuthStorage:
         except OSError as exc:
             raise StorageError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
         try:
-            return AuthData.from_dict(json.loads(raw))
+            return self._decode(raw)
         except (ValueError, ValidationError) as exc:
             # json.JSONDecodeError and UnicodeDecodeError are ValueErrors; their text quotes
             # no file content, and ValidationError messages never hold token values.
@@ -131,15 +141,15 @@ class FileSystemAuthStorage:
                 "log in again to replace it, or restore it from a backup"
             ) from None
 
-    def _quarantine_if_corrupt(self) -> None:
-        # Only a file that exists, can be read and does not parse is moved aside; read
-        # errors surface from the write itself.
+    def _previous_or_quarantine(self) -> bytes | None:
+        """The current content if it parses; an unparsable file is moved aside, never lost.
+        Read errors surface from the write itself."""
         try:
             raw = self.path.read_bytes()
         except OSError:
-            return
+            return None
         try:
-            AuthData.from_dict(json.loads(raw))
+            self._decode(raw)
         except (ValueError, ValidationError):
             aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
             os.replace(self.path, aside)
@@ -147,13 +157,14 @@ class FileSystemAuthStorage:
                 "moved the unreadable auth file aside before writing a new one",
                 extra={"path": str(self.path), "moved_to": str(aside)},
             )
+            return None
+        return raw
 
     def _write_sync(self, data: AuthData) -> None:
         self._ensure_home()
-        payload = json.dumps(data.to_dict(), indent=2).encode("utf-8") + b"\n"
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         try:
-            self._quarantine_if_corrupt()
+            payload = self._encode(data, self._previous_or_quarantine())
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.write(fd, payload)

@@ -1,0 +1,104 @@
+"""CodexAuthStorage: share the Codex CLI's ChatGPT login (``$CODEX_HOME/auth.json``) in place.
+
+The Codex CLI keeps ``{"OPENAI_API_KEY": ..., "tokens": {"id_token", "access_token",
+"refresh_token", "account_id"}, "last_refresh": RFC 3339}`` (newer versions add keys). This
+backend reads and writes that file in place, keeping every key it does not know, with the
+same atomic 0600 writes and the same cross-process lock (``auth.json.lock``) as
+:class:`FileSystemAuthStorage`, so several of our processes refresh it once. The expiry is read
+from the access token's ``exp``.
+
+Caveat: the Codex CLI itself does not take our lock. When it refreshes at the same moment, the
+server rejects the loser's refresh token; the manager then re-reads this file and adopts the
+winner's tokens before giving up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import InvalidJWTError, ValidationError
+from .._jwt_claims import claim_at, decode_claims, looks_like_jwt
+from ._base import AuthData, _from_rfc3339, _to_rfc3339
+from ._filesystem import FileSystemAuthStorage
+
+__all__ = ["CodexAuthStorage", "default_codex_home"]
+
+_AUTH_CLAIM = ("https://api.openai.com/auth", "chatgpt_account_id")
+_EMAIL_CLAIMS = (("email",), ("https://api.openai.com/profile", "email"))
+
+
+def default_codex_home() -> Path:
+    """``$CODEX_HOME``, else ``~/.codex``."""
+    return Path(os.environ.get("CODEX_HOME") or Path.home() / ".codex").expanduser()
+
+
+def _claims(token: object) -> dict[str, Any]:
+    if not isinstance(token, str) or not looks_like_jwt(token):
+        return {}
+    try:
+        return decode_claims(token)
+    except InvalidJWTError:
+        return {}
+
+
+class CodexAuthStorage(FileSystemAuthStorage):
+    """An :class:`AuthStorage` over the Codex CLI's ``auth.json``.
+
+    Args:
+        codex_home: The Codex home folder (default ``$CODEX_HOME`` or ``~/.codex``).
+        lock_timeout: Seconds ``lock()`` waits for another process before raising.
+    """
+
+    def __init__(
+        self, codex_home: str | os.PathLike[str] | None = None, *, lock_timeout: float = 60.0
+    ) -> None:
+        home = Path(codex_home).expanduser() if codex_home is not None else default_codex_home()
+        super().__init__(home, "auth", lock_timeout=lock_timeout)
+
+    def __repr__(self) -> str:
+        return f"CodexAuthStorage(path={str(self.path)!r})"
+
+    def _decode(self, raw: bytes) -> AuthData:
+        doc = json.loads(raw)
+        if not isinstance(doc, dict):
+            raise ValidationError("a Codex auth.json must be a JSON object")
+        tokens = doc.get("tokens")
+        if not isinstance(tokens, dict):
+            raise ValidationError("the Codex auth.json has no ChatGPT login ('tokens' is empty)")
+        access_token = tokens.get("access_token")
+        if not isinstance(access_token, str) or not access_token:
+            raise ValidationError("the Codex auth.json has no access token")
+        refresh_token = tokens.get("refresh_token")
+        id_token = tokens.get("id_token")
+        id_claims, access_claims = _claims(id_token), _claims(access_token)
+        account_id = tokens.get("account_id") or claim_at(id_claims, _AUTH_CLAIM)
+        email = next(
+            (v for p in _EMAIL_CLAIMS if isinstance(v := claim_at(id_claims, p), str)), None
+        )
+        exp = access_claims.get("exp")
+        last_refresh = _from_rfc3339(doc.get("last_refresh"), "last_refresh")
+        return AuthData(
+            access_token=access_token,
+            refresh_token=refresh_token if isinstance(refresh_token, str) else None,
+            id_token=id_token if isinstance(id_token, str) else None,
+            account_id=account_id if isinstance(account_id, str) else None,
+            email=email,
+            expires_at=float(exp) if isinstance(exp, int | float) else None,
+            last_refresh=last_refresh if last_refresh is not None else 0.0,
+        )
+
+    def _encode(self, data: AuthData, previous: bytes | None) -> bytes:
+        doc: dict[str, Any] = json.loads(previous) if previous else {"OPENAI_API_KEY": None}
+        tokens = dict(doc.get("tokens") or {})
+        tokens.update(
+            id_token=data.id_token,
+            access_token=data.access_token,
+            refresh_token=data.refresh_token,
+            account_id=data.account_id,
+        )
+        doc["tokens"] = tokens
+        doc["last_refresh"] = _to_rfc3339(data.last_refresh)
+        return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
