@@ -16,6 +16,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ from vandamme_oauth import AuthData, InMemoryAuthStorage, ProviderConfig, TokenM
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 LOOPS = 200_000
 REPEATS = 7
@@ -292,9 +294,109 @@ def bench_import() -> None:
     print(f"  difference: {(medians['vandamme_oauth'] - medians['httpx']) * 1000:+.1f} ms")
 
 
+async def bench_hot_path_redis(server_url: str) -> None:
+    from vandamme_oauth import RedisAuthStorage
+
+    print("\n== Hot path with a Redis backend (valid token: no network) ==")
+    now = time.time()
+    auth = AuthData(access_token="AT", refresh_token="RT", expires_at=now + 86400, last_refresh=now)
+    memory = TokenManager(provider_for("http://127.0.0.1:9/token"), InMemoryAuthStorage(auth))
+    storage = RedisAuthStorage.from_url(server_url, key="bench:hot")
+    await storage.write_auth(auth)
+    redis_manager = TokenManager(provider_for("http://127.0.0.1:9/token"), storage)
+    for manager in (memory, redis_manager):
+        await manager.get_access_token()
+    mem_ns = await ns_per_call(memory.get_access_token)
+    redis_ns = await ns_per_call(redis_manager.get_access_token)
+    print(f"  memory backend {mem_ns:7.1f} ns   redis backend {redis_ns:7.1f} ns")
+    await storage.aclose()
+
+
+async def bench_fleet(redis_url: str, home: Path) -> None:
+    from vandamme_oauth import FileSystemAuthStorage, RedisAuthStorage
+
+    print("\n== Refresh storm across processes: P processes x 1,000 callers at expiry ==")
+    with RotatingTokenServer() as server:
+        provider = provider_for(f"http://127.0.0.1:{server.port}/token")
+        for backend in ("file", "redis", "valid"):
+            for processes in (1, 2, 4, 8):
+                key = f"bench:fleet:{backend}:{processes}"
+                storage: Any = (
+                    RedisAuthStorage.from_url(redis_url, key=key)
+                    if backend == "redis"
+                    else FileSystemAuthStorage(home, f"fleet-{processes}")
+                )
+                refresh_token = f"RT-{backend}-{processes}"
+                # "valid": the same run with a token that needs no refresh, to show what
+                # starting 1,000 callers in P processes costs on this machine by itself.
+                expires = time.time() + (3600 if backend == "valid" else -1)
+                await storage.write_auth(
+                    AuthData(
+                        access_token="expired" if backend != "valid" else "valid",
+                        refresh_token=refresh_token,
+                        expires_at=expires,
+                        last_refresh=time.time() - 3600,
+                    )
+                )
+                server.reset(refresh_token)
+                named = provider.replace(name=f"fleet-{processes}")
+                config = {
+                    "provider": named.to_dict(),
+                    "backend": "redis" if backend == "redis" else "file",
+                    "home": str(home),
+                    "url": redis_url,
+                    "key": key,
+                    "callers": 1000,
+                }
+                workers = [_start_worker(config) for _ in range(processes)]
+                go = time.time()
+                for worker in workers:
+                    assert worker.stdin is not None
+                    worker.stdin.write("go\n")
+                    worker.stdin.flush()
+                results = [
+                    json.loads(w.communicate(timeout=120)[0].strip().splitlines()[-1])
+                    for w in workers
+                ]
+                wall = max(r["last_done"] for r in results) - go
+                errors = sum(len(r["errors"]) for r in results)
+                if errors:
+                    print("   first error:", next(e for r in results for e in r["errors"]))
+                tokens = {t for r in results for t in r["tokens"]}
+                print(
+                    f"  {backend:<5} P={processes}: refresh requests={server.requests} "
+                    f"(rejected {server.reused})  failed callers={errors}  distinct tokens="
+                    f"{len(tokens)}  last caller served {wall * 1000:6.1f} ms after release"
+                )
+                if backend == "redis":
+                    await storage.aclose()
+
+
+def _start_worker(config: dict[str, Any]) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.fleet_worker", json.dumps(config)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
 async def main() -> None:
+    from tests.support.redis_server import RedisServer
+
     await bench_hot_path()
     await bench_storm()
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            await bench_hot_path_redis(server.url)
+            await bench_fleet(server.url, Path(tmp) / "home")
+        finally:
+            server.stop()
     bench_import()
 
 
