@@ -15,6 +15,7 @@ import contextlib
 import errno
 import html
 import logging
+import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,21 @@ _PAGE = """<!doctype html>
 """
 
 
+def _first_bindable(hosts: Sequence[str]) -> str:
+    """The first loopback address this machine can listen on (RFC 8252 7.3: do not assume
+    an IP version)."""
+    for host in hosts:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.bind((host, 0))
+        except OSError:
+            log.info("loopback address unavailable", extra={"host": host})
+            continue
+        return host
+    raise CallbackServerError(f"no loopback address can be bound here (tried {', '.join(hosts)})")
+
+
 def _page(status: int, title: str, message: str) -> web.Response:
     body = _PAGE.format(title=html.escape(title), message=html.escape(message))
     return web.Response(
@@ -71,7 +87,8 @@ class CallbackServer:
             the login with that error.
         path: The callback path.
         ports: Ports to try in order; ``(0,)`` picks an ephemeral port.
-        host: The loopback address to bind.
+        host: The loopback address to bind; ``hosts`` gives fallbacks (e.g. ``::1`` on a
+            machine without IPv4 loopback).
         also_ipv6: Also listen on ``::1`` (best effort) for ``localhost`` redirect URIs.
         cancel_busy_port: Send ``GET /cancel`` to a busy port and retry before moving on.
         success_grace: Seconds :meth:`wait` lingers for the browser to fetch ``/success``.
@@ -84,6 +101,7 @@ class CallbackServer:
         path: str = "/auth/callback",
         ports: Sequence[int] = (0,),
         host: str = "127.0.0.1",
+        hosts: Sequence[str] = (),
         also_ipv6: bool = False,
         cancel_busy_port: bool = False,
         success_grace: float = 2.0,
@@ -92,6 +110,7 @@ class CallbackServer:
         self.path = path
         self._ports = tuple(ports) or (0,)
         self.host = host
+        self._hosts = tuple(hosts) or (host,)
         self._also_ipv6 = also_ipv6
         self._cancel_busy_port = cancel_busy_port
         self._success_grace = success_grace
@@ -126,6 +145,7 @@ class CallbackServer:
         app.router.add_route("POST", self.path, self._handle_callback)
         app.router.add_get("/success", self._handle_success)
         app.router.add_get("/cancel", self._handle_cancel)
+        self.host = _first_bindable(self._hosts)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
@@ -219,32 +239,65 @@ class CallbackServer:
 
     # -- handlers ---------------------------------------------------------------------------
 
-    async def _handle_callback(self, request: web.Request) -> web.StreamResponse:
-        params: dict[str, str] = dict(request.query)
-        if request.method == "POST":
-            form = await request.post()
-            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    async def submit(
+        self, params: Mapping[str, str], *, judge: OnCallback | None = None, source: str = "paste"
+    ) -> bool:
+        """Judge callback parameters that arrived another way (paste-back), exactly as an
+        HTTP callback. First come, first served: False if the login had already ended.
+
+        Raises:
+            StateMismatchError: the parameters belong to no pending login; still waiting.
+        """
+        verdict = await self._judge(params, source=source, judge=judge)
+        if verdict is None:
+            self._success_served.set()  # no browser will fetch /success
+            return True
+        if verdict[0] == 409:
+            return False
+        if verdict[0] == 400 and not self._result.done():
+            raise StateMismatchError(verdict[2])
+        return True
+
+    async def _judge(
+        self, params: Mapping[str, str], *, source: str, judge: OnCallback | None = None
+    ) -> tuple[int, str, str] | None:
+        """Run the callback judgement once; None on success, else (status, title, message)."""
         async with self._judging:
             if self._result.done():
-                return _page(400, "Login already finished", "You can close this tab.")
+                return 409, "Login already finished", "You can close this tab."
             try:
-                auth = await self._on_callback(params)
+                auth = await (judge or self._on_callback)(params)
             except StateMismatchError as exc:
-                log.warning("callback rejected: state mismatch; still waiting")
-                return _page(400, "Sign-in link not recognised", exc.message)
+                log.warning(
+                    "callback rejected: state mismatch; still waiting", extra={"source": source}
+                )
+                return 400, "Sign-in link not recognised", exc.message
             except OAuthError as exc:
-                log.warning("callback ended the login with an error: %s", exc)
+                log.warning(
+                    "callback ended the login with an error: %s", exc, extra={"source": source}
+                )
                 self._result.set_exception(exc)
-                return _page(400, "Sign-in failed", exc.message)
+                return 400, "Sign-in failed", exc.message
             except Exception as exc:
                 log.exception("callback handling failed")
                 self._result.set_exception(
                     OAuthFlowError(f"the callback could not be handled: {type(exc).__name__}")
                 )
-                return _page(500, "Sign-in failed", "An internal error occurred; see the logs.")
+                return 500, "Sign-in failed", "An internal error occurred; see the logs."
             self._result.set_result(auth)
-            log.info("callback accepted; tokens stored")
-        raise web.HTTPFound("/success", headers=_HEADERS)
+            log.info("callback accepted; tokens stored", extra={"source": source})
+            return None
+
+    async def _handle_callback(self, request: web.Request) -> web.StreamResponse:
+        params: dict[str, str] = dict(request.query)
+        if request.method == "POST":
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        verdict = await self._judge(params, source=f"http-{request.method.lower()}")
+        if verdict is None:
+            raise web.HTTPFound("/success", headers=_HEADERS)
+        status, title, message = verdict
+        return _page(400 if status == 409 else status, title, message)
 
     async def _handle_success(self, request: web.Request) -> web.StreamResponse:
         self._success_served.set()

@@ -9,16 +9,19 @@ timeout, cancellation) closes the server and releases the port.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+from ._exceptions import AuthorizationError, StateMismatchError
 from ._pkce import new_pkce, new_state
-from ._protocol import build_authorization_url, parse_callback
+from ._protocol import build_authorization_url, parse_callback, parse_pasted
 from ._token_client import TokenClient
 
 if TYPE_CHECKING:
@@ -86,7 +89,12 @@ class OAuthFlow:
         await self.aclose()
 
     async def authenticate(
-        self, *, timeout: float = 300.0, on_listening: Callable[[str], object] | None = None
+        self,
+        *,
+        timeout: float = 300.0,
+        on_listening: Callable[[str], object] | None = None,
+        paste: Callable[[], Awaitable[str | None]] | None = None,
+        on_paste_rejected: Callable[[str], object] | None = None,
     ) -> AuthData:
         """Run the whole login and return the stored :class:`AuthData`.
 
@@ -94,6 +102,12 @@ class OAuthFlow:
             timeout: Seconds to wait for the browser to come back.
             on_listening: Called with the redirect URI once the server listens (e.g. to tell
                 the user what we are waiting for).
+            paste: Paste-back for browsers that cannot reach this machine: an async function
+                returning the next text the user pasted (the final redirect URL, or the bare
+                code), or None when there will be no more. It runs beside the loopback
+                listener; whichever delivers a valid callback first wins.
+            on_paste_rejected: Called with the reason when a pasted text is refused and the
+                login goes on waiting.
 
         Raises:
             CallbackTimeoutError: no callback in time.
@@ -109,13 +123,7 @@ class OAuthFlow:
         pkce = new_pkce()
         redirect_uri = ""
 
-        async def on_callback(params: Mapping[str, str]) -> AuthData:
-            code = parse_callback(
-                params,
-                expected_state=state,
-                issuer=self.provider.issuer,
-                require_iss=self.provider.require_iss,
-            )
+        async def exchange(code: str) -> AuthData:
             log.info("callback accepted; exchanging the code")
             auth = await self._tokens.exchange_code(
                 code=code, redirect_uri=redirect_uri, verifier=pkce.verifier
@@ -124,19 +132,52 @@ class OAuthFlow:
             log.info("login stored", extra={"account_id": auth.account_id})
             return auth
 
-        host = self.provider.redirect_host.strip("[]")
+        async def on_callback(params: Mapping[str, str]) -> AuthData:
+            code = parse_callback(
+                params,
+                expected_state=state,
+                issuer=self.provider.issuer,
+                require_iss=self.provider.require_iss,
+            )
+            return await exchange(code)
+
+        async def on_bare_code(params: Mapping[str, str]) -> AuthData:
+            return await exchange(params["code"])
+
+        provider = self.provider
+        host = provider.redirect_host.strip("[]")
         server = CallbackServer(
             on_callback,
-            path=self.provider.redirect_path,
-            ports=self.provider.ports or (0,),
+            path=provider.redirect_path,
+            ports=provider.ports or (0,),
             host="127.0.0.1" if host == "localhost" else host,
-            also_ipv6=self.provider.redirect_host == "localhost",
-            cancel_busy_port=self.provider.cancel_busy_port,
+            # Generic providers: IPv4 loopback, else IPv6 loopback (RFC 8252 7.3).
+            hosts=("127.0.0.1", "::1") if host == "127.0.0.1" else (),
+            also_ipv6=host == "localhost",
+            cancel_busy_port=provider.cancel_busy_port,
         )
+
+        async def paste_loop(read: Callable[[], Awaitable[str | None]]) -> None:
+            while (text := await read()) is not None:
+                try:
+                    params, bare = parse_pasted(text)
+                    judge = on_bare_code if bare else None
+                    if await server.submit(params, judge=judge):
+                        return
+                except (StateMismatchError, AuthorizationError) as exc:
+                    if exc.error:  # the provider's own error= answer: the login is over
+                        server.fail(exc)
+                        return
+                    log.warning("pasted text refused: %s", exc)
+                    if on_paste_rejected is not None:
+                        on_paste_rejected(exc.message)
+
         async with server:
-            redirect_uri = self.provider.redirect_uri(server.port)
+            if server.host == "::1" and host == "127.0.0.1":
+                provider = provider.replace(redirect_host="::1")
+            redirect_uri = provider.redirect_uri(server.port)
             url = build_authorization_url(
-                self.provider, redirect_uri=redirect_uri, state=state, pkce=pkce
+                provider, redirect_uri=redirect_uri, state=state, pkce=pkce
             )
             if on_listening is not None:
                 on_listening(redirect_uri)
@@ -145,4 +186,11 @@ class OAuthFlow:
             else:
                 self._open_browser(url)
                 log.info("authorization URL handed to open_browser")
-            return await server.wait(timeout)
+            paster = asyncio.create_task(paste_loop(paste)) if paste is not None else None
+            try:
+                return await server.wait(timeout)
+            finally:
+                if paster is not None:
+                    paster.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await paster

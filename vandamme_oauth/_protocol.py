@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from ._exceptions import (
     AuthorizationError,
@@ -43,6 +43,7 @@ __all__ = [
     "code_exchange_request",
     "error_code",
     "parse_callback",
+    "parse_pasted",
     "parse_token_response",
     "refresh_request",
     "revoke_request",
@@ -143,6 +144,32 @@ def parse_callback(
     if not code:
         raise AuthorizationError("the callback carries neither a code nor an error")
     return code
+
+
+def parse_pasted(text: str) -> tuple[dict[str, str], bool]:
+    """Read what a user pasted: the final redirect URL, its query, or the bare code.
+
+    Returns the callback parameters and whether it was a bare code (which carries no state or
+    ``iss`` to check: it came from the user's own terminal, not from a browser request).
+
+    Raises:
+        AuthorizationError: nothing usable was pasted.
+    """
+    text = text.strip().strip("'\"")
+    if not text:
+        raise AuthorizationError("nothing was pasted")
+    if "://" in text or text.startswith("?") or "=" in text:
+        query = urlsplit(text).query if "://" in text else text.lstrip("?")
+        params = dict(parse_qsl(query, keep_blank_values=True))
+        if not params:
+            raise AuthorizationError(
+                "the pasted address has no query string: copy the full address of the page "
+                "your browser ended on (it contains code=... and state=...)"
+            )
+        return params, False
+    if any(c.isspace() for c in text) or len(text) > 4096:
+        raise AuthorizationError("the pasted text is neither a redirect address nor a code")
+    return {"code": text}, True
 
 
 def code_exchange_request(

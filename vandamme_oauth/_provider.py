@@ -68,6 +68,7 @@ class ProviderConfig:
             is known (neither ``expires_in`` nor a JWT ``exp``).
         require_iss: Reject callbacks without ``iss`` (RFC 9207 section 2.4).
         response_mode: ``None`` (query) or ``"form_post"``.
+        device_variant: ``"rfc8628"`` or ``"chatgpt"`` (its own device-code endpoints).
         code_challenge_methods: What the server advertised, if known.
     """
 
@@ -92,6 +93,7 @@ class ProviderConfig:
     fallback_lifetime: float = 3600.0
     require_iss: bool = False
     response_mode: Literal["form_post"] | None = None
+    device_variant: Literal["rfc8628", "chatgpt"] = "rfc8628"
     code_challenge_methods: tuple[str, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -198,6 +200,7 @@ class ProviderConfig:
             account_id_claim=(_CHATGPT_AUTH_CLAIM, "chatgpt_account_id"),
             email_claims=(("email",), ("https://api.openai.com/profile", "email")),
             fallback_lifetime=_EIGHT_DAYS,
+            device_variant="chatgpt",
         )
 
     @classmethod
