@@ -18,10 +18,9 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+from ._cli_login import add_login_arguments, login
 from ._exceptions import NotAuthenticatedError, OAuthError, ValidationError
-from ._flow import OAuthFlow
-from ._profiles import load_provider, save_provider
-from ._provider import ProviderConfig, login_name
+from ._profiles import load_provider
 from ._token_client import TokenClient
 from ._token_manager import TokenManager
 from .storage._filesystem import FileSystemAuthStorage, default_home, list_logins
@@ -29,6 +28,7 @@ from .storage._filesystem import FileSystemAuthStorage, default_home, list_login
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from ._provider import ProviderConfig
     from .storage._base import AuthData
 
 __all__ = ["main"]
@@ -68,20 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    login = sub.add_parser("login", parents=[common], help="sign in through the browser")
-    login.add_argument("provider", nargs="?", choices=["chatgpt"], help="a preset (chatgpt)")
-    login.add_argument("--issuer", help="any OpenID provider's issuer URL (uses discovery)")
-    login.add_argument("--client-id", help="your public client's id at --issuer")
-    login.add_argument(
-        "--scope", action="append", default=None, help="a scope to request (repeatable)"
-    )
-    login.add_argument("--name", help="the login's name (default: derived from the provider)")
-    login.add_argument(
-        "--no-browser", action="store_true", help="print the URL instead of opening a browser"
-    )
-    login.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds to wait for the browser"
-    )
+    login = sub.add_parser("login", parents=[common], help="sign in (browser, paste or device)")
+    add_login_arguments(login)
     for name, text in (
         ("status", "show stored logins (no secrets)"),
         ("logout", "revoke (best effort) and delete a login"),
@@ -120,46 +108,6 @@ async def _pick_name(home: Path, name: str | None) -> str:
     if len(names) > 1:
         raise ValidationError(f"several logins are stored ({', '.join(names)}); name one")
     return names[0]
-
-
-async def _login(args: argparse.Namespace, home: Path) -> int:
-    scopes = tuple(args.scope) if args.scope else None
-    if args.issuer:
-        if not args.client_id:
-            raise ValidationError("--issuer needs --client-id")
-        provider = await ProviderConfig.discover(
-            args.issuer,
-            client_id=args.client_id,
-            scopes=scopes or ("openid", "offline_access"),
-            name=args.name or login_name(args.issuer),
-        )
-    elif args.provider in (None, "chatgpt"):
-        provider = ProviderConfig.chatgpt(name=args.name or "chatgpt")
-        if scopes:
-            provider = provider.replace(scopes=scopes)
-    else:  # pragma: no cover - argparse restricts the choices
-        raise ValidationError(f"unknown provider {args.provider!r}")
-    storage = FileSystemAuthStorage(home, provider.name)
-
-    def show_url(url: str) -> None:
-        print(f"Open this URL in a browser to sign in:\n\n  {url}\n", flush=True)
-
-    def waiting(redirect_uri: str) -> None:
-        print(
-            f"Waiting up to {args.timeout:g} s for the browser to come back to {redirect_uri} "
-            "(press Ctrl-C to cancel)...",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    async with OAuthFlow(
-        provider, storage, open_browser=show_url if args.no_browser else None
-    ) as flow:
-        auth = await flow.authenticate(timeout=args.timeout, on_listening=waiting)
-    await save_provider(home, provider)
-    who = auth.email or auth.account_id or "unknown account"
-    print(f"Logged in to {provider.name} as {who}. Tokens stored in {storage.path}.", flush=True)
-    return 0
 
 
 def _describe(name: str, auth: AuthData, path: Path, now: float) -> str:
@@ -246,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _setup_logging(getattr(args, "verbose", 0))
     home = Path(getattr(args, "home", None) or default_home()).expanduser()
-    command = {"login": _login, "status": _status, "logout": _logout, "token": _token}
+    command = {"login": login, "status": _status, "logout": _logout, "token": _token}
     try:
         return asyncio.run(command[args.command](args, home))
     except OAuthError as exc:
