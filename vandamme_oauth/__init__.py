@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._device import DeviceCode as DeviceCode
+from ._device import DeviceFlow as DeviceFlow
 from ._exceptions import AuthorizationError as AuthorizationError
 from ._exceptions import CallbackServerError as CallbackServerError
 from ._exceptions import CallbackTimeoutError as CallbackTimeoutError
@@ -50,6 +52,8 @@ __all__ = [
     "CallbackServerError",
     "CallbackTimeoutError",
     "CodexAuthStorage",
+    "DeviceCode",
+    "DeviceFlow",
     "DiscoveryError",
     "FileSystemAuthStorage",
     "HttpError",

@@ -197,7 +197,8 @@ class DeviceFlow:
             "POST",
             request.url,
             idempotent=False,
-            policy=RetryPolicy(attempts=2),
+            # One attempt: the polling loop below does its own backoff.
+            policy=RetryPolicy(attempts=1),
             content=content,
             content_type=content_type,
         )
