@@ -12,14 +12,14 @@ import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urljoin, urlsplit
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import httpx
 
 if TYPE_CHECKING:
     import logging
 
-_FORM = re.compile(r'<form[^>]*action="([^"]+)"[^>]*method="post"[^>]*>(.*?)</form>', re.S)
+_FORM = re.compile(r"<form([^>]*)>(.*?)</form>", re.S)
 _INPUT = re.compile(r"<input([^>]*)>", re.S)
 _ATTR = re.compile(r'(\w+)="([^"]*)"')
 _ABORT = re.compile(r'href="([^"]*/abort)"')
@@ -45,7 +45,7 @@ class BrowserResult:
     final_text: str
 
 
-def _form_fields(form_html: str, login: str) -> dict[str, str]:
+def _form_fields(form_html: str, login: str, user_code: str = "") -> dict[str, str]:
     fields: dict[str, str] = {}
     for attrs_text in _INPUT.findall(form_html):
         attrs = dict(_ATTR.findall(attrs_text))
@@ -54,6 +54,8 @@ def _form_fields(form_html: str, login: str) -> dict[str, str]:
             continue
         if name == "login":
             fields[name] = login
+        elif name == "user_code" and not attrs.get("value"):
+            fields[name] = user_code
         elif name == "password":
             fields[name] = "any-password"
         else:
@@ -95,6 +97,15 @@ async def run_browser(
         IN_BROWSER.reset(token)
 
 
+def _post_form(page: str) -> tuple[str, str] | None:
+    """The first form that POSTs: its action and inner HTML."""
+    for attrs_text, inner in _FORM.findall(page):
+        attrs = dict(_ATTR.findall(attrs_text))
+        if attrs.get("method", "").lower() == "post" and "action" in attrs:
+            return html.unescape(attrs["action"]), inner
+    return None
+
+
 async def _browse(
     authorization_url: str, *, login: str, deny: bool, follow_callback: bool, max_steps: int
 ) -> BrowserResult:
@@ -118,12 +129,44 @@ async def _browse(
                     raise AssertionError(f"no abort link on {response.url}")
                 response = await ua.get(urljoin(str(response.url), html.unescape(match[1])))
                 continue
-            form = _FORM.search(response.text)
+            form = _post_form(response.text)
             if form is None:
                 raise AssertionError(
                     f"unexpected page {response.url} ({response.status_code}): "
                     f"{response.text[:300]}"
                 )
-            action = urljoin(str(response.url), html.unescape(form[1]))
-            response = await ua.post(action, data=_form_fields(form[2], login))
+            action = urljoin(str(response.url), form[0])
+            fields = _form_fields(form[1], login)
+            if _is_callback(action, callback_prefix):  # response_mode=form_post
+                posted = f"{action}?{urlencode(fields)}"
+                if not follow_callback:
+                    return BrowserResult(posted, posted, 0, "")
+                final = await ua.post(action, data=fields, follow_redirects=True)
+                return BrowserResult(posted, str(final.url), final.status_code, final.text)
+            response = await ua.post(action, data=fields)
     raise AssertionError("the login did not reach the callback")
+
+
+async def run_device_browser(
+    verification_uri: str, user_code: str, *, login: str = "alice", max_steps: int = 20
+) -> str:
+    """Enter ``user_code`` at the provider's device page, log in and consent, as a person
+    on another device would; return the final page's text."""
+    token = IN_BROWSER.set(True)
+    try:
+        async with httpx.AsyncClient(follow_redirects=False, timeout=30, trust_env=False) as ua:
+            response = await ua.get(verification_uri)
+            for _ in range(max_steps):
+                if response.is_redirect:
+                    response = await ua.get(
+                        urljoin(str(response.url), response.headers["location"])
+                    )
+                    continue
+                form = _post_form(response.text)
+                if form is None:
+                    return response.text
+                action = urljoin(str(response.url), form[0])
+                response = await ua.post(action, data=_form_fields(form[1], login, user_code))
+    finally:
+        IN_BROWSER.reset(token)
+    raise AssertionError("the device login did not finish")

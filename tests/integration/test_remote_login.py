@@ -1,0 +1,244 @@
+"""Logins that work everywhere, against the real provider: device code, paste-back,
+form_post and a browser that reaches ``localhost`` over IPv6."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.integration.conftest import BrowserQueue, scripted_login
+from tests.support.provider import RunningProvider
+from tests.support.terminal import Terminal
+from tests.support.user_agent import run_browser, run_device_browser
+from vandamme_oauth import (
+    DeviceCode,
+    DeviceFlow,
+    InMemoryAuthStorage,
+    OAuthFlow,
+    ProviderConfig,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
+
+
+def ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture
+async def terminal_factory() -> AsyncIterator[list[Terminal]]:
+    terminals: list[Terminal] = []
+    yield terminals
+    for terminal in terminals:
+        terminal.close()
+
+
+def cli(terminals: list[Terminal], *args: str) -> Terminal:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
+    env["DISPLAY"] = ":99"  # a desktop session, unless a test says otherwise
+    terminal = Terminal([sys.executable, "-m", "vandamme_oauth", *args], env=env)
+    terminals.append(terminal)
+    return terminal
+
+
+async def test_device_login_through_the_api(
+    provider_config: ProviderConfig, oidc_provider: RunningProvider
+) -> None:
+    """RFC 8628 against the real provider: the user enters the code on another device."""
+    entered = asyncio.Event()
+    codes: asyncio.Queue[DeviceCode] = asyncio.Queue()
+
+    async def sleep_until_entered(_: float) -> None:
+        await entered.wait()  # poll only once the person has approved: no timing guesswork
+
+    storage = InMemoryAuthStorage()
+    before = oidc_provider.stats()["device_code"]
+    async with DeviceFlow(
+        provider_config, storage, on_code=codes.put_nowait, sleep=sleep_until_entered
+    ) as flow:
+        task = asyncio.create_task(flow.authenticate())
+        code = await asyncio.wait_for(codes.get(), timeout=30)
+        assert code.device_code not in repr(code)
+        page = await run_device_browser(code.verification_uri, code.user_code)
+        entered.set()
+        auth = await task
+    assert "success" in page.lower()
+    assert auth.account_id == "alice"
+    assert auth.refresh_token
+    assert await storage.read_auth() == auth
+    assert oidc_provider.stats()["device_code"] == before + 1
+
+
+async def test_cli_device_login(
+    oidc_provider: RunningProvider, tmp_path: Path, terminal_factory: list[Terminal]
+) -> None:
+    """`login --device` shows the URI and the code, and exits 0 once the tokens are stored."""
+    term = cli(
+        terminal_factory,
+        "login",
+        "--issuer",
+        oidc_provider.issuer,
+        "--client-id",
+        oidc_provider.client_id,
+        "--device",
+        "--home",
+        str(tmp_path),
+        "--name",
+        "dev",
+    )
+    shown = await term.expect(r"open (\S+) on any device and enter the code:\s+(\S+)")
+    await term.expect(r"Ctrl-C")
+    await run_device_browser(shown[1], shown[2])
+    await term.expect(r"Logged in to dev as alice\.")
+    assert await term.wait() == 0
+    assert (tmp_path / "dev.json").exists()
+
+
+async def test_cli_paste_back(
+    oidc_provider: RunningProvider, tmp_path: Path, terminal_factory: list[Terminal]
+) -> None:
+    """The browser cannot reach us: the user pastes the final address; a wrong paste is
+    refused with a reason and the prompt stays open."""
+    term = cli(
+        terminal_factory,
+        "login",
+        "--issuer",
+        oidc_provider.issuer,
+        "--client-id",
+        oidc_provider.client_id,
+        "--paste",
+        "--no-browser",
+        "--home",
+        str(tmp_path),
+        "--scope",
+        "openid",
+        "--scope",
+        "offline_access",
+        "--scope",
+        "email",
+    )
+    url = (await term.expect(r"(http://127\.0\.0\.1:\d+/auth\?\S+)"))[1]
+    await term.expect(r"paste it here")
+    result = await run_browser(url, follow_callback=False)  # the browser stops here
+    term.sendline(result.callback_url.replace("state=", "state=x"))
+    await term.expect(r"not accepted .*state")
+    term.sendline(result.callback_url)
+    await term.expect(r"Logged in to 127\.0\.0\.1-\d+ as alice@example\.test")
+    assert await term.wait() == 0
+
+
+async def test_headless_session_prints_the_url_and_offers_alternatives(
+    oidc_provider: RunningProvider, tmp_path: Path, terminal_factory: list[Terminal]
+) -> None:
+    """Over SSH the CLI says so, does not try a browser, and offers paste-back and --device;
+    the loopback listener still wins if the browser can reach it."""
+    term = Terminal(
+        [
+            sys.executable,
+            "-m",
+            "vandamme_oauth",
+            "login",
+            "--issuer",
+            oidc_provider.issuer,
+            "--client-id",
+            oidc_provider.client_id,
+            "--home",
+            str(tmp_path),
+        ],
+        env={**os.environ, "SSH_CONNECTION": "10.1.1.1 5000 10.1.1.2 22", "DISPLAY": ":0"},
+    )
+    terminal_factory.append(term)
+    await term.expect(r"This looks like an SSH session: not opening a browser")
+    url = (await term.expect(r"(http://127\.0\.0\.1:\d+/auth\?\S+)"))[1]
+    await term.expect(r"vandamme-oauth login --device")
+    await run_browser(url)  # port forwarding works after all: the loopback callback wins
+    await term.expect(r"Logged in to")
+    assert await term.wait() == 0
+
+
+async def test_paste_back_through_the_api_with_the_bare_code(
+    provider_config: ProviderConfig, browser: BrowserQueue
+) -> None:
+    """The API's paste hook accepts the bare code too."""
+    pasted: asyncio.Queue[str | None] = asyncio.Queue()
+    storage = InMemoryAuthStorage()
+    async with OAuthFlow(provider_config, storage, open_browser=browser) as flow:
+        task = asyncio.create_task(flow.authenticate(timeout=60, paste=pasted.get))
+        result = await run_browser(await browser.next_url(task), follow_callback=False)
+        code = dict(p.split("=", 1) for p in urlsplit(result.callback_url).query.split("&"))
+        await pasted.put(code["code"])
+        auth = await task
+    assert auth.account_id == "alice"
+    assert await storage.read_auth() == auth
+
+
+async def test_form_post_login(oidc_provider: RunningProvider, browser: BrowserQueue) -> None:
+    """response_mode=form_post end to end: the code arrives in a POST body, not the URL."""
+    provider = await ProviderConfig.discover(
+        oidc_provider.issuer,
+        client_id=oidc_provider.client_id,
+        scopes=["openid", "offline_access"],
+        response_mode="form_post",
+        name="fp",
+    )
+    storage = InMemoryAuthStorage()
+    async with OAuthFlow(provider, storage, open_browser=browser) as flow:
+        task = asyncio.create_task(flow.authenticate(timeout=60))
+        url = await browser.next_url(task)
+        assert "response_mode=form_post" in url
+        result = await run_browser(url)
+        auth = await task
+    assert result.final_status == 200
+    assert urlsplit(result.final_url).query == ""
+    assert await storage.read_auth() == auth
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+async def test_localhost_redirect_reached_over_ipv6(
+    provider_config: ProviderConfig, browser: BrowserQueue
+) -> None:
+    """A preset pinned to `localhost` listens on 127.0.0.1 and ::1: a browser that resolves
+    localhost to ::1 still arrives."""
+    provider = provider_config.replace(redirect_host="localhost")
+    storage = InMemoryAuthStorage()
+    async with OAuthFlow(provider, storage, open_browser=browser) as flow:
+        task = asyncio.create_task(flow.authenticate(timeout=60))
+        url = await browser.next_url(task)
+        result = await run_browser(url, follow_callback=False)
+        parts = urlsplit(result.callback_url)
+        assert parts.hostname == "localhost"
+        via_ipv6 = urlunsplit(parts._replace(netloc=f"[::1]:{parts.port}"))
+        import httpx
+
+        async with httpx.AsyncClient(trust_env=False) as client:
+            answer = await client.get(via_ipv6, follow_redirects=True)
+        assert answer.status_code == 200
+        auth = await task
+    assert await storage.read_auth() == auth
+
+
+async def test_missing_login_keeps_previous_logins_side_by_side(
+    provider_config: ProviderConfig, tmp_path: Path
+) -> None:
+    """Several named logins live in one home; each is its own file."""
+    from vandamme_oauth import FileSystemAuthStorage
+
+    for name in ("work", "personal"):
+        await scripted_login(
+            provider_config.replace(name=name), FileSystemAuthStorage(tmp_path, name), login=name
+        )
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["personal.json", "work.json"]
