@@ -63,7 +63,9 @@ async def test_default_browser_prints_the_url_and_opens_it(
             await flow.authenticate(timeout=0.05)
     assert len(opened) == 1
     assert opened[0].startswith("https://idp.example/authorize?")
-    assert opened[0] in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert opened[0] in err
+    assert "No browser could be opened" in err
     assert flow_module.OAuthFlow is OAuthFlow
 
 

@@ -41,6 +41,7 @@ from .storage import AuthStorage as AuthStorage
 from .storage import CodexAuthStorage as CodexAuthStorage
 from .storage import FileSystemAuthStorage as FileSystemAuthStorage
 from .storage import InMemoryAuthStorage as InMemoryAuthStorage
+from .storage import KeyringAuthStorage as KeyringAuthStorage
 
 if TYPE_CHECKING:
     from .storage._redis import RedisAuthStorage as RedisAuthStorage
@@ -60,6 +61,7 @@ __all__ = [
     "InMemoryAuthStorage",
     "InvalidJWTError",
     "IssuerMismatchError",
+    "KeyringAuthStorage",
     "NetworkError",
     "NotAuthenticatedError",
     "OAuthError",

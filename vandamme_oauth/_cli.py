@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from ._cli_login import add_login_arguments, login
+from ._cli_login import add_login_arguments, login, make_storage, where
 from ._exceptions import NotAuthenticatedError, OAuthError, ValidationError
-from ._profiles import load_provider
+from ._profiles import delete_provider, load_provider
 from ._token_client import TokenClient
 from ._token_manager import TokenManager
-from .storage._filesystem import FileSystemAuthStorage, default_home, list_logins
+from .storage._filesystem import default_home, list_logins
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="folder holding the logins "
         "(default: $VANDAMME_OAUTH_HOME or ~/.config/vandamme-oauth)",
+    )
+    common.add_argument(
+        "--keyring",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="keep tokens in the OS keyring (falls back to the file, announced, if unusable)",
     )
     common.add_argument(
         "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="log steps (-vv: debug)"
@@ -102,7 +108,7 @@ async def _provider_for(home: Path, name: str) -> ProviderConfig:
 async def _pick_name(home: Path, name: str | None) -> str:
     if name:
         return name
-    names = await anyio.to_thread.run_sync(list_logins, home)
+    names = await anyio.to_thread.run_sync(_known_logins, home)
     if not names:
         raise NotAuthenticatedError(f"no login stored in {home}; run 'vandamme-oauth login'")
     if len(names) > 1:
@@ -110,7 +116,13 @@ async def _pick_name(home: Path, name: str | None) -> str:
     return names[0]
 
 
-def _describe(name: str, auth: AuthData, path: Path, now: float) -> str:
+def _known_logins(home: Path) -> list[str]:
+    """Logins with a file, or with a saved provider (keyring logins keep no file)."""
+    saved = {p.name[: -len(".provider.json")] for p in home.glob("*.provider.json")}
+    return sorted(set(list_logins(home)) | saved) if home.is_dir() else []
+
+
+def _describe(name: str, auth: AuthData, path: str, now: float) -> str:
     expires = (
         "unknown"
         if auth.expires_at is None
@@ -130,14 +142,14 @@ def _describe(name: str, auth: AuthData, path: Path, now: float) -> str:
 
 
 async def _status(args: argparse.Namespace, home: Path) -> int:
-    names = [args.name] if args.name else await anyio.to_thread.run_sync(list_logins, home)
+    names = [args.name] if args.name else await anyio.to_thread.run_sync(_known_logins, home)
     if not names:
         print(f"No logins stored in {home}.")
         return 1
     failed = 0
     now = time.time()
     for name in names:
-        storage = FileSystemAuthStorage(home, name)
+        storage = make_storage(args, home, name)
         try:
             auth = await storage.read_auth()
         except OAuthError as exc:
@@ -145,16 +157,16 @@ async def _status(args: argparse.Namespace, home: Path) -> int:
             failed += 1
             continue
         if auth is None:
-            print(f"{name}\n  not logged in ({storage.path} does not exist)")
+            print(f"{name}\n  not logged in (nothing in {where(storage)})")
             failed += 1
             continue
-        print(_describe(name, auth, storage.path, now))
+        print(_describe(name, auth, where(storage), now))
     return 1 if failed else 0
 
 
 async def _logout(args: argparse.Namespace, home: Path) -> int:
     name = await _pick_name(home, args.name)
-    storage = FileSystemAuthStorage(home, name)
+    storage = make_storage(args, home, name)
     auth = await storage.read_auth()
     if auth is None:
         raise NotAuthenticatedError(f"no login named {name!r} in {home}")
@@ -167,6 +179,7 @@ async def _logout(args: argparse.Namespace, home: Path) -> int:
     except OAuthError as exc:
         note = f"revocation FAILED ({exc}); the tokens may stay valid until they expire"
     await storage.clear_auth()
+    await delete_provider(home, name)
     print(f"Logged out of {name}: local tokens deleted; {note}.")
     return 0
 
@@ -174,7 +187,7 @@ async def _logout(args: argparse.Namespace, home: Path) -> int:
 async def _token(args: argparse.Namespace, home: Path) -> int:
     name = await _pick_name(home, args.name)
     provider = await _provider_for(home, name)
-    async with TokenManager(provider, FileSystemAuthStorage(home, name)) as manager:
+    async with TokenManager(provider, make_storage(args, home, name)) as manager:
         print(await manager.get_access_token())
     return 0
 

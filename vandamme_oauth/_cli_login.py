@@ -22,14 +22,15 @@ from ._headless import headless_reason
 from ._profiles import save_provider
 from ._provider import ProviderConfig, login_name
 from .storage._filesystem import FileSystemAuthStorage
+from .storage._keyring import KeyringAuthStorage
 
 if TYPE_CHECKING:
     import argparse
     from pathlib import Path
 
-    from .storage._base import AuthData
+    from .storage._base import AuthData, AuthStorage
 
-__all__ = ["add_login_arguments", "login"]
+__all__ = ["add_login_arguments", "login", "make_storage", "where"]
 
 
 def add_login_arguments(login: argparse.ArgumentParser) -> None:
@@ -59,6 +60,24 @@ def add_login_arguments(login: argparse.ArgumentParser) -> None:
     login.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for the sign-in"
     )
+
+
+def make_storage(args: argparse.Namespace, home: Path, name: str) -> AuthStorage:
+    """The login's storage: the file in ``home``, or the OS keyring with that file as its
+    announced fallback (``--keyring``)."""
+    file = FileSystemAuthStorage(home, name)
+    if getattr(args, "keyring", False):
+        return KeyringAuthStorage(name, fallback=file, on_fallback=_say)
+    return file
+
+
+def where(storage: AuthStorage) -> str:
+    """Where a login lives, for messages (never a secret)."""
+    if isinstance(storage, KeyringAuthStorage):
+        if storage.fallback_reason is None:
+            return f"the OS keyring ({storage.service}/{storage.name})"
+        return str(storage.fallback.path)
+    return str(getattr(storage, "path", storage))
 
 
 def _say(text: str) -> None:
@@ -109,7 +128,7 @@ async def _provider(args: argparse.Namespace) -> ProviderConfig:
     return provider
 
 
-async def _device_login(provider: ProviderConfig, storage: FileSystemAuthStorage) -> AuthData:
+async def _device_login(provider: ProviderConfig, storage: AuthStorage) -> AuthData:
     def show(code: DeviceCode) -> None:
         print(
             f"To sign in, open {code.verification_uri} on any device and enter the code:\n\n"
@@ -128,7 +147,7 @@ async def _device_login(provider: ProviderConfig, storage: FileSystemAuthStorage
 
 
 async def _browser_login(
-    args: argparse.Namespace, provider: ProviderConfig, storage: FileSystemAuthStorage
+    args: argparse.Namespace, provider: ProviderConfig, storage: AuthStorage
 ) -> AuthData:
     headless = None if args.no_browser else headless_reason()
     print_only = args.no_browser or headless is not None
@@ -167,12 +186,12 @@ async def _browser_login(
 async def login(args: argparse.Namespace, home: Path) -> int:
     """Run ``vandamme-oauth login`` and return the exit code."""
     provider = await _provider(args)
-    storage = FileSystemAuthStorage(home, provider.name)
+    storage = make_storage(args, home, provider.name)
     if args.device:
         auth = await _device_login(provider, storage)
     else:
         auth = await _browser_login(args, provider, storage)
     await save_provider(home, provider)
     who = auth.email or auth.account_id or "unknown account"
-    print(f"Logged in to {provider.name} as {who}. Tokens stored in {storage.path}.", flush=True)
+    print(f"Logged in to {provider.name} as {who}. Tokens stored in {where(storage)}.", flush=True)
     return 0

@@ -45,6 +45,14 @@ async def _default_open_browser(url: str) -> None:
     print(f"Open this URL to sign in:\n\n  {url}\n", file=sys.stderr, flush=True)  # noqa: T201
     opened = await anyio.to_thread.run_sync(webbrowser.open, url)
     log.info("browser %s", "opened" if opened else "could not be opened")
+    if not opened:
+        # Say so now rather than let the user wait out the timeout.
+        print(  # noqa: T201
+            "No browser could be opened here: open the URL above on any machine that can "
+            "reach this one, or run `vandamme-oauth login --device`.",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 class OAuthFlow:

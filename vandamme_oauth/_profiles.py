@@ -18,7 +18,7 @@ from ._provider import ProviderConfig
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["load_provider", "save_provider"]
+__all__ = ["delete_provider", "load_provider", "save_provider"]
 
 
 def _path(home: Path, name: str) -> Path:
@@ -57,6 +57,11 @@ def _load_sync(home: Path, name: str) -> ProviderConfig | None:
         return ProviderConfig.from_dict(data)
     except ValidationError as exc:
         raise StorageError(f"the provider file {path} is invalid: {exc.message}") from None
+
+
+async def delete_provider(home: Path, name: str) -> None:
+    """Forget the saved provider of login ``name`` (no error if there is none)."""
+    await anyio.to_thread.run_sync(lambda: _path(home, name).unlink(missing_ok=True))
 
 
 async def save_provider(home: Path, provider: ProviderConfig) -> None:

@@ -7,6 +7,7 @@ from ._codex import CodexAuthStorage as CodexAuthStorage
 from ._filesystem import FileSystemAuthStorage as FileSystemAuthStorage
 from ._filesystem import default_home as default_home
 from ._filesystem import list_logins as list_logins
+from ._keyring import KeyringAuthStorage as KeyringAuthStorage
 from ._memory import InMemoryAuthStorage as InMemoryAuthStorage
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "CodexAuthStorage",
     "FileSystemAuthStorage",
     "InMemoryAuthStorage",
+    "KeyringAuthStorage",
     "default_home",
     "list_logins",
 ]

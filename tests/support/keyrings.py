@@ -1,0 +1,35 @@
+"""Keyring backends that misbehave like real ones do on headless machines."""
+
+from __future__ import annotations
+
+import threading
+
+import keyring.backend
+import keyring.errors
+
+
+class HangingKeyring(keyring.backend.KeyringBackend):
+    """Never answers, like a locked Secret Service waiting on a prompt nobody sees."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.release = threading.Event()
+
+    def get_password(self, service: str, username: str) -> str | None:
+        self.release.wait()
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.release.wait()
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.release.wait()
+
+
+class LockedKeyring(HangingKeyring):
+    """Refuses at once."""
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise keyring.errors.KeyringLocked("the collection is locked")
