@@ -242,3 +242,59 @@ async def test_missing_login_keeps_previous_logins_side_by_side(
             provider_config.replace(name=name), FileSystemAuthStorage(tmp_path, name), login=name
         )
     assert sorted(p.name for p in tmp_path.glob("*.json")) == ["personal.json", "work.json"]
+
+
+async def test_slow_down_from_a_loopback_device_server() -> None:
+    """A loopback fake that answers slow_down once: the next polls wait 5 s longer, and
+    polling stops with the tokens once approved."""
+    from aiohttp import web
+
+    answers = [
+        web.json_response({"error": "slow_down"}, status=400),
+        web.json_response({"error": "authorization_pending"}, status=400),
+        web.json_response({"access_token": "AT", "refresh_token": "RT", "expires_in": 60}),
+    ]
+    polls: list[dict[str, str]] = []
+
+    async def device(request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "device_code": "DC",
+                "user_code": "WXYZ",
+                "verification_uri": f"{base}/activate",
+                "interval": 1,
+            }
+        )
+
+    async def token(request: web.Request) -> web.Response:
+        polls.append({k: str(v) for k, v in (await request.post()).items()})
+        return answers.pop(0)
+
+    app = web.Application()
+    app.router.add_post("/device", device)
+    app.router.add_post("/token", token)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    provider = ProviderConfig(
+        name="fake",
+        issuer=base,
+        client_id="cid",
+        authorization_endpoint=f"{base}/authorize",
+        token_endpoint=f"{base}/token",
+        device_authorization_endpoint=f"{base}/device",
+    )
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(round(seconds, 3))
+
+    try:
+        async with DeviceFlow(provider, InMemoryAuthStorage(), sleep=record) as flow:
+            auth = await flow.authenticate()
+    finally:
+        await runner.cleanup()
+    assert waits == [1.2, 7.2, 7.2]
+    assert auth.access_token == "AT"
+    assert [p["device_code"] for p in polls] == ["DC", "DC", "DC"]
