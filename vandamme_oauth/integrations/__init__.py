@@ -1,0 +1,1 @@
+"""Thin adapters for HTTP clients and web frameworks; one module per framework."""
