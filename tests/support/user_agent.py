@@ -7,6 +7,7 @@ requests our loopback callback, following it to the success page.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 from contextvars import ContextVar
@@ -74,6 +75,7 @@ async def run_browser(
     deny: bool = False,
     follow_callback: bool = True,
     max_steps: int = 20,
+    client: httpx.AsyncClient | None = None,
 ) -> BrowserResult:
     """Drive the provider's pages from ``authorization_url`` to our loopback callback.
 
@@ -83,6 +85,7 @@ async def run_browser(
         deny: Press "Cancel" on the login page instead (the provider answers access_denied).
         follow_callback: Request the callback (and the success page); False stops before it,
             as a browser would on a machine that cannot reach our loopback port.
+        client: Use this client (and its cookies) instead of a fresh one.
     """
     token = IN_BROWSER.set(True)
     try:
@@ -92,6 +95,7 @@ async def run_browser(
             deny=deny,
             follow_callback=follow_callback,
             max_steps=max_steps,
+            client=client,
         )
     finally:
         IN_BROWSER.reset(token)
@@ -107,11 +111,22 @@ def _post_form(page: str) -> tuple[str, str] | None:
 
 
 async def _browse(
-    authorization_url: str, *, login: str, deny: bool, follow_callback: bool, max_steps: int
+    authorization_url: str,
+    *,
+    login: str,
+    deny: bool,
+    follow_callback: bool,
+    max_steps: int,
+    client: httpx.AsyncClient | None,
 ) -> BrowserResult:
     query = parse_qs(urlsplit(authorization_url).query)
     callback_prefix = query["redirect_uri"][0]
-    async with httpx.AsyncClient(follow_redirects=False, timeout=30, trust_env=False) as ua:
+    context = (
+        httpx.AsyncClient(follow_redirects=False, timeout=30, trust_env=False)
+        if client is None
+        else contextlib.nullcontext(client)
+    )
+    async with context as ua:
         response = await ua.get(authorization_url)
         for _ in range(max_steps):
             if response.is_redirect:

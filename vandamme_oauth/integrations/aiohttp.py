@@ -109,7 +109,7 @@ def setup_login(
 
     async def start(request: web.Request) -> web.StreamResponse:
         url, cookie = login.begin(await user_key(request))
-        response = web.HTTPFound(url)
+        response = web.Response(status=302, headers={"Location": url})
         response.set_cookie(login.cookie_name, cookie, **login.cookie_options())
         return response
 
@@ -124,7 +124,7 @@ def setup_login(
         response: web.StreamResponse = (
             await on_success(request, key, auth)
             if on_success is not None
-            else web.HTTPFound(success_location)
+            else web.Response(status=302, headers={"Location": success_location})
         )
         response.del_cookie(login.cookie_name, path=login.cookie_path)
         return response

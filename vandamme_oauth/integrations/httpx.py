@@ -67,6 +67,5 @@ class TokenManagerAuth(httpx.Auth):
         fresh = await self._manager.get_auth_data()
         if fresh.access_token == auth.access_token:
             return
-        await response.aclose()
         request.headers.update(auth_headers(fresh, self._account_header))
         yield request
