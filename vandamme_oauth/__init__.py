@@ -36,6 +36,7 @@ from ._pkce import new_state as new_state
 from ._provider import ProviderConfig as ProviderConfig
 from ._token_client import TokenClient as TokenClient
 from ._token_manager import TokenManager as TokenManager
+from .integrations._web_login import WebLogin as WebLogin
 from .storage import AuthData as AuthData
 from .storage import AuthStorage as AuthStorage
 from .storage import CodexAuthStorage as CodexAuthStorage
@@ -79,6 +80,7 @@ __all__ = [
     "TokenError",
     "TokenManager",
     "ValidationError",
+    "WebLogin",
     "decode_claims",
     "new_pkce",
     "new_state",

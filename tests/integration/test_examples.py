@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -127,3 +128,68 @@ async def test_proxy_token_example_adds_headers_and_survives_a_401(
     assert upstream.seen[1][0] == f"Bearer {login.auth.access_token}"  # rejected once
     assert upstream.seen[2][0] != f"Bearer {login.auth.access_token}"  # refreshed, retried
     assert len(upstream.seen) == 3
+
+
+async def _serve_upstream(upstream: Upstream) -> tuple[web.AppRunner, str]:
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_route("*", "/{tail:.*}", upstream.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}"
+
+
+async def test_chatgpt_proxy_example_streams_and_retries(provider_config: ProviderConfig) -> None:
+    """examples/chatgpt_proxy.py: headers added, a 16 MiB upload streamed through, the
+    streamed answer relayed, and a 401 on a small body retried once after one refresh."""
+    proxy = load_example("chatgpt_proxy")
+    upstream = Upstream()
+    up_runner, up_url = await _serve_upstream(upstream)
+    storage = InMemoryAuthStorage()
+    login = await scripted_login(provider_config, storage)
+    big = b"q" * (16 * 1024 * 1024)
+    try:
+        async with TokenManager(provider_config, storage) as manager:
+            runner = web.AppRunner(proxy.make_app(manager, f"{up_url}/backend-api"))
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", 0).start()
+            base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+            try:
+                async with httpx.AsyncClient(trust_env=False, timeout=60) as client:
+
+                    async def chunks() -> AsyncIterator[bytes]:
+                        for i in range(0, len(big), 1 << 20):
+                            yield big[i : i + (1 << 20)]
+
+                    large = await client.post(f"{base}/codex/responses", content=chunks())
+                    upstream.reject = login.auth.access_token
+                    small = await client.post(f"{base}/codex/responses", content=b"again")
+            finally:
+                await runner.cleanup()
+    finally:
+        await up_runner.cleanup()
+    assert large.status_code == 200
+    assert large.text == f"chunk0:{len(big)};chunk1:{len(big)};chunk2:{len(big)};"
+    assert small.status_code == 200
+    assert upstream.seen[0] == (f"Bearer {login.auth.access_token}", None)
+    assert upstream.seen[1][0] == f"Bearer {login.auth.access_token}"  # refused once
+    assert upstream.seen[2][0] not in (None, f"Bearer {login.auth.access_token}")
+    assert len(upstream.seen) == 3
+
+
+async def test_client_examples(provider_config: ProviderConfig) -> None:
+    """examples/httpx_client.py and examples/aiohttp_client.py fetch with the token."""
+    upstream = Upstream()
+    up_runner, up_url = await _serve_upstream(upstream)
+    storage = InMemoryAuthStorage()
+    login = await scripted_login(provider_config, storage)
+    try:
+        async with TokenManager(provider_config, storage) as manager:
+            response = await load_example("httpx_client").fetch(f"{up_url}/a", manager)
+            status, text = await load_example("aiohttp_client").fetch(f"{up_url}/b", manager)
+    finally:
+        await up_runner.cleanup()
+    assert response.status_code == 200
+    assert status == 200
+    assert text.startswith("chunk0")
+    assert upstream.seen == [(f"Bearer {login.auth.access_token}", None)] * 2

@@ -1,0 +1,107 @@
+"""A small ChatGPT reverse proxy: clients call it without credentials, it forwards to the
+upstream (default ChatGPT's backend) with the user's token and account headers.
+
+    vandamme-oauth login chatgpt
+    python examples/chatgpt_proxy.py --port 8080
+    curl -N http://127.0.0.1:8080/codex/responses -d @request.json
+
+Request and response bodies stream through. A small request body (up to 1 MiB with a known
+length) is kept so that a 401 can be retried once after a refresh; a larger or chunked one
+is streamed and a 401 is passed back (the next request uses the refreshed token).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from typing import TYPE_CHECKING
+
+import httpx
+from aiohttp import web
+
+from vandamme_oauth import FileSystemAuthStorage, ProviderConfig, TokenManager
+from vandamme_oauth.integrations.httpx import TokenManagerAuth
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+CLIENT = web.AppKey("client", httpx.AsyncClient)
+UPSTREAM = web.AppKey("upstream", str)
+REPLAYABLE = 1024 * 1024
+# Hop-by-hop headers, and what the proxy sets itself.
+DROP = {
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "upgrade",
+    "host",
+    "authorization",
+    "chatgpt-account-id",
+    "content-length",
+    "proxy-authorization",
+}
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    client = request.app[CLIENT]
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP}
+    body: bytes | AsyncIterator[bytes]
+    if request.content_length is not None and request.content_length <= REPLAYABLE:
+        body = await request.read()
+    else:
+        body = request.content.iter_any()
+    url = request.app[UPSTREAM].rstrip("/") + request.rel_url.path_qs
+    upstream = await client.send(
+        client.build_request(request.method, url, headers=headers, content=body), stream=True
+    )
+    response = web.StreamResponse(status=upstream.status_code)
+    for key, value in upstream.headers.items():
+        if key.lower() not in DROP | {"content-encoding"}:
+            response.headers[key] = value
+    try:
+        await response.prepare(request)
+        async for chunk in upstream.aiter_raw():
+            await response.write(chunk)
+    finally:
+        await upstream.aclose()
+    await response.write_eof()
+    return response
+
+
+def make_app(manager: TokenManager, upstream: str) -> web.Application:
+    """The proxy: every path and method is forwarded to ``upstream``."""
+    app = web.Application()
+    app[UPSTREAM] = upstream
+
+    async def client_ctx(app: web.Application) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(30.0, read=600.0)  # model output can pause between chunks
+        async with httpx.AsyncClient(auth=TokenManagerAuth(manager), timeout=timeout) as client:
+            app[CLIENT] = client
+            yield
+
+    app.cleanup_ctx.append(client_ctx)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="A ChatGPT proxy that adds your tokens.")
+    parser.add_argument("--upstream", default="https://chatgpt.com/backend-api")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--home", help="where logins are stored (default: the CLI's)")
+    args = parser.parse_args(argv)
+    provider = ProviderConfig.chatgpt()
+    async with TokenManager(provider, FileSystemAuthStorage(args.home, provider.name)) as manager:
+        runner = web.AppRunner(make_app(manager, args.upstream))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", args.port).start()
+        print(f"Proxying http://127.0.0.1:{args.port} -> {args.upstream} (Ctrl-C stops)")
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
