@@ -6,6 +6,8 @@ Sessions: tests (the whole suite, real provider included), lint, typecheck, benc
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 from pathlib import Path
 
 import nox
@@ -13,7 +15,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_external_run = True
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.sessions = ["lint", "typecheck", "tests", "browser"]
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -41,6 +43,26 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+def ensure_chromium(session: nox.Session) -> None:
+    """Debian's Chromium, installed with apt-get when missing and we are root."""
+    if shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        session.error("Chromium is needed: install it (Debian/Ubuntu: apt-get install chromium)")
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    session.run("apt-get", "update", "-qq", external=True, env=env)
+    session.run("apt-get", "install", "-y", "-qq", "chromium", external=True, env=env)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The login in a real headless Chromium (Playwright driving Debian's chromium)."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "browser"))
+    install_test_provider(session)
+    ensure_chromium(session)
+    session.run("pytest", "-m", "browser", "tests/browser", *session.posargs)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check."""
@@ -52,7 +74,9 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the package, tests, examples and benchmarks."""
-    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "typing", "bench"))
+    session.install(
+        "-e", ".", *nox.project.dependency_groups(PYPROJECT, "typing", "bench", "browser")
+    )
     session.run("mypy")
 
 

@@ -1,0 +1,98 @@
+"""A real browser (headless Chromium, driven by Playwright) through the whole login: our
+authorization URL, the provider's login and consent pages, the redirect to our loopback
+callback, and our success page. Run by `scripts/test` (nox session "browser")."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.async_api import Browser, Route, async_playwright
+
+from tests.integration.conftest import BrowserQueue
+from vandamme_oauth import FileSystemAuthStorage, OAuthFlow, ProviderConfig
+
+pytestmark = [pytest.mark.browser, pytest.mark.integration]
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def chromium_path() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        raise RuntimeError(
+            "Chromium is required for the browser test: install Debian's 'chromium' package "
+            "(scripts/test does this when it runs as root)"
+        )
+    return found
+
+
+@pytest.fixture
+async def chromium() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=chromium_path(), headless=True, args=FLAGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def loopback_only(route: Route) -> None:
+    """This machine has no network: anything but loopback (web fonts...) is refused now."""
+    host = urlsplit(route.request.url).hostname
+    if host in ("127.0.0.1", "localhost", "::1"):
+        await route.continue_()
+    else:
+        await route.abort()
+
+
+async def test_login_in_a_real_browser(
+    chromium: Browser,
+    provider_config: ProviderConfig,
+    browser: BrowserQueue,
+    tmp_path: Path,
+) -> None:
+    """Chromium completes the login; our success page says so and no secret is in its URL."""
+    storage = FileSystemAuthStorage(tmp_path, provider_config.name)
+    context = await chromium.new_context()
+    page = await context.new_page()
+    await page.route("**/*", loopback_only)
+    async with OAuthFlow(provider_config, storage, open_browser=browser) as flow:
+        task = asyncio.create_task(flow.authenticate(timeout=60))
+        url = await browser.next_url(task)
+        await page.goto(url)
+        await page.fill('input[name="login"]', "alice")
+        await page.fill('input[name="password"]', "any-password")
+        await page.click('button[type="submit"]')
+        await page.wait_for_selector("text=Continue")
+        await page.click('button[type="submit"]')
+        await page.wait_for_url("**/success")
+        auth = await task
+        text = await page.inner_text("body")
+    await context.close()
+
+    assert "You are signed in" in text
+    final = urlsplit(page.url)
+    assert final.path == "/success"
+    assert final.query == ""
+    assert final.hostname == "127.0.0.1"
+    stored = await storage.read_auth()
+    assert stored == auth
+    for secret in (auth.access_token, auth.refresh_token or "", auth.id_token or ""):
+        assert secret not in page.url
+        assert secret not in text
