@@ -153,3 +153,33 @@ async def test_success_page_and_security_headers() -> None:
     }.items():
         assert final.headers[header] == value
     assert "default-src 'none'" in final.headers["Content-Security-Policy"]
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+async def test_falls_back_to_ipv6_loopback_when_ipv4_cannot_be_bound() -> None:
+    """RFC 8252 7.3: don't assume an IP version; an address that cannot be bound is skipped
+    (192.0.2.1 stands in for a missing IPv4 loopback)."""
+    async with CallbackServer(accept, hosts=("192.0.2.1", "::1"), success_grace=0) as server:
+        assert server.host == "::1"
+        async with httpx.AsyncClient(trust_env=False) as client:
+            answer = await client.get(
+                f"http://[::1]:{server.port}/auth/callback", params={"state": "s", "code": "c"}
+            )
+        assert answer.status_code == 302
+        assert await server.wait(5) is AUTH
+
+
+async def test_no_bindable_loopback_is_a_clear_error() -> None:
+    """When no address can be bound, the error lists what was tried."""
+    with pytest.raises(CallbackServerError, match="192.0.2.1"):
+        async with CallbackServer(accept, hosts=("192.0.2.1",)):
+            pass  # pragma: no cover

@@ -115,7 +115,15 @@ provider.use(async (ctx, next) => {
   }
   if (ctx.path === '/token' && ctx.method === 'POST') {
     bump('token_requests_started');
-    if (tokenLatencyMs > 0) await new Promise((r) => setTimeout(r, tokenLatencyMs));
+    if (tokenLatencyMs > 0) {
+      await new Promise((r) => setTimeout(r, tokenLatencyMs));
+      // A client that vanished during the delay never gets its request processed (as when a
+      // process dies before its request reaches the server): deterministic for the tests.
+      if (ctx.req.socket.destroyed) {
+        ctx.status = 499;
+        return;
+      }
+    }
     await next();
     const grant = ctx.oidc?.params?.grant_type;
     if (ctx.status === 200) {
