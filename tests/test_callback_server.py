@@ -180,6 +180,6 @@ async def test_falls_back_to_ipv6_loopback_when_ipv4_cannot_be_bound() -> None:
 
 async def test_no_bindable_loopback_is_a_clear_error() -> None:
     """When no address can be bound, the error lists what was tried."""
-    with pytest.raises(CallbackServerError, match="192.0.2.1"):
+    with pytest.raises(CallbackServerError, match=r"192\.0\.2\.1"):
         async with CallbackServer(accept, hosts=("192.0.2.1",)):
             pass  # pragma: no cover

@@ -19,16 +19,17 @@ Unknown keys are ignored on read, so newer writers stay readable by older reader
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .._exceptions import ValidationError
+from .._exceptions import StorageError, ValidationError
 
 if TYPE_CHECKING:
     import contextlib
 
-__all__ = ["FORMAT_VERSION", "AuthData", "AuthStorage"]
+__all__ = ["FORMAT_VERSION", "AuthData", "AuthStorage", "parse_stored"]
 
 FORMAT_VERSION = 1
 
@@ -158,6 +159,23 @@ class AuthData:
             token_type=_opt_str(data, "token_type") or "Bearer",
             scope=_opt_str(data, "scope"),
         )
+
+
+def parse_stored(
+    raw: bytes | str, *, where: str, advice: str = "log in again to replace it"
+) -> AuthData:
+    """Parse a stored login (the JSON of :meth:`AuthData.to_dict`).
+
+    Raises:
+        StorageError: naming ``where`` and what is wrong; never quoting the content.
+    """
+    try:
+        return AuthData.from_dict(json.loads(raw))
+    except (ValueError, ValidationError) as exc:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors whose text quotes no content;
+        # ValidationError messages never hold token values.
+        reason = exc.message if isinstance(exc, ValidationError) else "not valid JSON"
+        raise StorageError(f"{where} is unreadable ({reason}); {advice}") from None
 
 
 @runtime_checkable

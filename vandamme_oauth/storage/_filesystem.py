@@ -133,8 +133,8 @@ class FileSystemAuthStorage:
         try:
             return self._decode(raw)
         except (ValueError, ValidationError) as exc:
-            # json.JSONDecodeError and UnicodeDecodeError are ValueErrors; their text quotes
-            # no file content, and ValidationError messages never hold token values.
+            # JSONDecodeError and UnicodeDecodeError are ValueErrors whose text quotes no file
+            # content; ValidationError messages never hold token values.
             reason = exc.message if isinstance(exc, ValidationError) else "not valid JSON"
             raise StorageError(
                 f"the auth file {self.path} is unreadable ({reason}); it was left untouched: "

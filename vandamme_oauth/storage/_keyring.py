@@ -17,8 +17,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._exceptions import StorageError, ValidationError
-from ._base import AuthData
+from ._base import AuthData, parse_stored
 from ._filesystem import FileSystemAuthStorage, check_login_name
 
 if TYPE_CHECKING:
@@ -143,14 +142,7 @@ class KeyringAuthStorage:
             return await self.fallback.read_auth()
         if raw is None:
             return None
-        try:
-            return AuthData.from_dict(json.loads(raw))
-        except (ValueError, ValidationError) as exc:
-            reason = exc.message if isinstance(exc, ValidationError) else "not valid JSON"
-            raise StorageError(
-                f"the keyring entry {self.service}/{self.name} is unreadable ({reason}); "
-                "log in again to replace it"
-            ) from None
+        return parse_stored(raw, where=f"the keyring entry {self.service}/{self.name}")
 
     async def write_auth(self, data: AuthData) -> None:
         """Store ``data`` in the keyring (or the fallback file)."""

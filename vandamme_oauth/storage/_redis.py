@@ -29,7 +29,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from .._exceptions import StorageError, ValidationError
-from ._base import AuthData
+from ._base import AuthData, parse_stored
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -146,14 +146,7 @@ class RedisAuthStorage:
             held.version = int(version or 0)
         if raw is None:
             return None
-        try:
-            return AuthData.from_dict(json.loads(raw))
-        except (ValueError, ValidationError) as exc:
-            reason = exc.message if isinstance(exc, ValidationError) else "not valid JSON"
-            raise StorageError(
-                f"the login stored at Redis key {self.key!r} is unreadable ({reason}); "
-                "log in again to replace it"
-            ) from None
+        return parse_stored(raw, where=f"the login stored at Redis key {self.key!r}")
 
     async def write_auth(self, data: AuthData) -> None:
         """Store ``data``; fenced when called while holding :meth:`lock`.
