@@ -374,7 +374,7 @@ async def bench_fleet(redis_url: str, home: Path) -> None:
 
 def _start_worker(config: dict[str, Any]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.fleet_worker", json.dumps(config)],
+        [sys.executable, "-m", "tests.support.fleet_worker", json.dumps(config)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

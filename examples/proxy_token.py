@@ -1,17 +1,17 @@
-"""A tiny aiohttp proxy that adds a valid token to every request it forwards.
-
-Each request gets ``Authorization: Bearer <token>`` and, when the login has an account id,
-``ChatGPT-Account-ID``. If the upstream answers 401, the manager is told, refreshes once, and
-the request is retried once. Bodies stream in both directions.
+"""The smallest useful proxy handler: add a valid token to every forwarded request.
 
     vandamme-oauth login chatgpt
-    python examples/proxy_token.py --upstream https://chatgpt.com/backend-api --port 8080
+    python examples/proxy_token.py https://chatgpt.com/backend-api
+
+Each request gets ``Authorization: Bearer <token>`` and, when the login has an account id,
+``ChatGPT-Account-ID``. If the upstream answers 401, the manager is told (it refreshes once,
+however many requests report it) and the request is retried once. This version reads bodies
+into memory; examples/chatgpt_proxy.py streams them.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
+import sys
 from typing import TYPE_CHECKING
 
 import httpx
@@ -20,65 +20,45 @@ from aiohttp import web
 from vandamme_oauth import FileSystemAuthStorage, ProviderConfig, TokenManager
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator
 
 MANAGER = web.AppKey("manager", TokenManager)
 CLIENT = web.AppKey("client", httpx.AsyncClient)
 UPSTREAM = web.AppKey("upstream", str)
-HOP_BY_HOP = {
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "upgrade",
-    "host",
-    "proxy-authorization",
-    "authorization",
-    "content-length",
-}
+KEEP = {"content-type", "accept", "openai-beta", "session_id"}
 
 
-async def forward(request: web.Request) -> web.StreamResponse:
-    manager, client = request.app[MANAGER], request.app[CLIENT]
-    body = await request.read()  # kept so a 401 can be retried once
-    headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
+async def forward(request: web.Request) -> web.Response:
+    manager = request.app[MANAGER]
+    body = await request.read()
     url = request.app[UPSTREAM].rstrip("/") + request.rel_url.path_qs
-    for attempt in range(2):
+    headers = {k: v for k, v in request.headers.items() if k.lower() in KEEP}
+    for attempt in (1, 2):
         auth = await manager.get_auth_data()
         headers["Authorization"] = f"Bearer {auth.access_token}"
         if auth.account_id:
             headers["ChatGPT-Account-ID"] = auth.account_id
-        upstream = await client.send(
-            client.build_request(request.method, url, headers=headers, content=body), stream=True
+        upstream = await request.app[CLIENT].request(
+            request.method, url, headers=headers, content=body
         )
-        if upstream.status_code == 401 and attempt == 0:
-            await upstream.aclose()
-            manager.report_unauthorized(auth.access_token)
-            continue
-        break
-    response = web.StreamResponse(status=upstream.status_code)
-    for key, value in upstream.headers.items():
-        if key.lower() not in HOP_BY_HOP | {"content-encoding"}:
-            response.headers[key] = value
-    await response.prepare(request)
-    try:
-        async for chunk in upstream.aiter_raw():
-            await response.write(chunk)
-    finally:
-        await upstream.aclose()
-    await response.write_eof()
-    return response
+        if upstream.status_code != 401 or attempt == 2:
+            break
+        manager.report_unauthorized(auth.access_token)
+    return web.Response(
+        status=upstream.status_code,
+        body=upstream.content,
+        content_type=upstream.headers.get("content-type", "application/octet-stream").split(";")[0],
+    )
 
 
 def make_app(manager: TokenManager, upstream: str) -> web.Application:
-    """The proxy app: every path is forwarded to ``upstream``."""
+    """Every path and method is forwarded to ``upstream``."""
     app = web.Application()
     app[MANAGER] = manager
     app[UPSTREAM] = upstream
 
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
-        # Streaming answers (model output) may take minutes between chunks.
-        async with httpx.AsyncClient(timeout=httpx.Timeout(30.0, read=600.0)) as client:
+        async with httpx.AsyncClient(timeout=120) as client:
             app[CLIENT] = client
             yield
 
@@ -87,23 +67,9 @@ def make_app(manager: TokenManager, upstream: str) -> web.Application:
     return app
 
 
-async def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Proxy that adds ChatGPT tokens.")
-    parser.add_argument("--upstream", default="https://chatgpt.com/backend-api")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--home", help="where logins are stored")
-    args = parser.parse_args(argv)
-    provider = ProviderConfig.chatgpt()
-    async with TokenManager(provider, FileSystemAuthStorage(args.home, provider.name)) as manager:
-        runner = web.AppRunner(make_app(manager, args.upstream))
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", args.port).start()
-        print(f"Proxying http://127.0.0.1:{args.port} -> {args.upstream} (Ctrl-C stops)")
-        try:
-            await asyncio.Event().wait()
-        finally:
-            await runner.cleanup()
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    provider = ProviderConfig.chatgpt()
+    manager = TokenManager(provider, FileSystemAuthStorage(provider=provider.name))
+    app = make_app(manager, sys.argv[1] if len(sys.argv) > 1 else "https://chatgpt.com/backend-api")
+    app.on_cleanup.append(lambda _: manager.aclose())
+    web.run_app(app, host="127.0.0.1", port=8080)

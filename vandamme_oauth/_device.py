@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._closing import AsyncClosing
 from ._exceptions import (
     AuthorizationError,
     CallbackTimeoutError,
@@ -38,8 +39,6 @@ from ._protocol import TokenRequest, error_code, parse_token_response, token_err
 from ._token_client import TokenClient
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     import httpx
 
     from ._provider import ProviderConfig
@@ -136,7 +135,7 @@ def _chatgpt_endpoint(provider: ProviderConfig, path: str) -> str:
     return f"{provider.issuer}/api/accounts/deviceauth/{path}"
 
 
-class DeviceFlow:
+class DeviceFlow(AsyncClosing):
     """Log in with a code typed on another device.
 
     Args:
@@ -178,17 +177,6 @@ class DeviceFlow:
         """Close the HTTP client if we created it."""
         if self._owns_client:
             await self._client.aclose()
-
-    async def __aenter__(self) -> DeviceFlow:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _post(self, request: TokenRequest) -> httpx.Response:
         content, content_type = request.content()

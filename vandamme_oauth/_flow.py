@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+from ._closing import AsyncClosing
 from ._exceptions import AuthorizationError, StateMismatchError
 from ._pkce import new_pkce, new_state
 from ._protocol import build_authorization_url, parse_callback, parse_pasted
 from ._token_client import TokenClient
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     import httpx
 
     from ._provider import ProviderConfig
@@ -55,7 +54,7 @@ async def _default_open_browser(url: str) -> None:
         )
 
 
-class OAuthFlow:
+class OAuthFlow(AsyncClosing):
     """Log a user in through the browser and store the tokens.
 
     Args:
@@ -84,17 +83,6 @@ class OAuthFlow:
     async def aclose(self) -> None:
         """Release the HTTP client (if we created it)."""
         await self._tokens.aclose()
-
-    async def __aenter__(self) -> OAuthFlow:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def authenticate(
         self,

@@ -6,6 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from ._closing import AsyncClosing
 from ._exceptions import HttpError, NetworkError
 from ._http_client import RetryPolicy, new_http_client, parse_retry_after, send_with_retries
 from ._protocol import (
@@ -20,7 +21,6 @@ from ._redact import redact_body
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
     import httpx
 
@@ -32,7 +32,7 @@ __all__ = ["TokenClient"]
 log = logging.getLogger(__name__)
 
 
-class TokenClient:
+class TokenClient(AsyncClosing):
     """Code exchange, refresh and revocation against one provider.
 
     Args:
@@ -60,17 +60,6 @@ class TokenClient:
         """Close the HTTP client if we created it."""
         if self._owns_client:
             await self._client.aclose()
-
-    async def __aenter__(self) -> TokenClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def _post(self, request: TokenRequest, *, idempotent: bool) -> httpx.Response:
         content, content_type = request.content()

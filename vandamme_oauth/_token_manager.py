@@ -26,6 +26,7 @@ import math
 import time
 from typing import TYPE_CHECKING
 
+from ._closing import AsyncClosing
 from ._exceptions import (
     HttpError,
     NetworkError,
@@ -38,7 +39,6 @@ from ._token_client import TokenClient
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
     import httpx
 
@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 _Transient = (TokenError, HttpError, NetworkError)
 
 
-class TokenManager:
+class TokenManager(AsyncClosing):
     """Hand out valid access tokens for one stored login.
 
     Args:
@@ -103,17 +103,6 @@ class TokenManager:
     async def aclose(self) -> None:
         """Close the HTTP client if the manager created it."""
         await self._tokens.aclose()
-
-    async def __aenter__(self) -> TokenManager:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     # -- public API -------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@
 CONFIG_JSON: {"provider": {...}, "backend": "file"|"redis", "home": ..., "url": ...,
 "key": ..., "callers": N}. The worker prints "ready" once set up, waits for a line on stdin
 (the start signal, so that every process starts at the same instant), runs the callers and
-prints one JSON line: {"tokens": [distinct tokens], "errors": [error class names]}.
+prints one JSON line: {"tokens": [distinct tokens], "errors": [error class names],
+"last_done": wall-clock time the last caller was served} (the benchmarks use it too).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import time
 from typing import Any
 
 from vandamme_oauth import (
@@ -31,18 +33,26 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         storage = FileSystemAuthStorage(config["home"], provider.name)
     else:
         storage = RedisAuthStorage.from_url(config["url"], key=config["key"])
+    last_done = 0.0
+
+    async def caller(manager: TokenManager) -> str:
+        nonlocal last_done
+        token = await manager.get_access_token()
+        last_done = max(last_done, time.time())
+        return token
+
     async with TokenManager(provider, storage) as manager:
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
         results = await asyncio.gather(
-            *(manager.get_access_token() for _ in range(config["callers"])),
-            return_exceptions=True,
+            *(caller(manager) for _ in range(config["callers"])), return_exceptions=True
         )
     if isinstance(storage, RedisAuthStorage):
         await storage.aclose()
     return {
         "tokens": sorted({r for r in results if isinstance(r, str)}),
         "errors": [type(r).__name__ for r in results if isinstance(r, BaseException)],
+        "last_done": last_done,
     }
 
 
