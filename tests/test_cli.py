@@ -76,3 +76,30 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as caught:
         main(["fly"])
     assert caught.value.code == 2
+
+
+def test_logout_clears_even_when_revocation_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Logout is best effort at the provider: an unreachable revocation endpoint is reported,
+    and the local tokens are deleted anyway."""
+    import json
+
+    from vandamme_oauth import ProviderConfig
+
+    provider = ProviderConfig(
+        name="work",
+        issuer="http://127.0.0.1:9",
+        client_id="c",
+        authorization_endpoint="http://127.0.0.1:9/authorize",
+        token_endpoint="http://127.0.0.1:9/token",
+        revocation_endpoint="http://127.0.0.1:9/revoke",
+    )
+    (tmp_path / "work.provider.json").write_text(json.dumps(provider.to_dict()))
+    asyncio.run(FileSystemAuthStorage(tmp_path, "work").write_auth(LOGIN))
+    assert main(["logout", "work", "--home", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "local tokens deleted" in out
+    assert "revocation FAILED" in out
+    assert not (tmp_path / "work.json").exists()
+    assert not (tmp_path / "work.provider.json").exists()
