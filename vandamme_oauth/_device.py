@@ -35,8 +35,9 @@ from ._exceptions import (
     ValidationError,
 )
 from ._http_client import RetryPolicy, new_http_client, send_with_retries
-from ._protocol import TokenRequest, error_code, parse_token_response, token_error
+from ._protocol import TokenRequest
 from ._token_client import TokenClient
+from ._token_response import error_code, parse_token_response, token_error
 
 if TYPE_CHECKING:
     import httpx

@@ -5,59 +5,37 @@
   checks ``state`` first (constant time), then ``error``, then ``iss``, then ``code``.
 - Token requests (RFC 6749 4.1.3 and 6, RFC 7009 2.1): :func:`code_exchange_request`,
   :func:`refresh_request`, :func:`revoke_request`.
-- Token responses (RFC 6749 5.1 / 5.2): :func:`parse_token_response` and
-  :func:`token_error`, which classifies a refusal as permanent or transient.
+- Token responses live in :mod:`._token_response`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from ._exceptions import (
     AuthorizationError,
-    InvalidJWTError,
     IssuerMismatchError,
-    ReauthenticationRequired,
     StateMismatchError,
-    TokenEndpointError,
-    TokenError,
 )
-from ._jwt_claims import claim_at, decode_claims, looks_like_jwt
-from ._redact import redact_body
-from .storage._base import AuthData
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from ._pkce import PkcePair
     from ._provider import ProviderConfig
 
 __all__ = [
-    "PERMANENT_REFRESH_ERRORS",
     "TokenRequest",
     "build_authorization_url",
     "code_exchange_request",
-    "error_code",
     "parse_callback",
     "parse_pasted",
-    "parse_token_response",
     "refresh_request",
     "revoke_request",
-    "token_error",
 ]
-
-PERMANENT_REFRESH_ERRORS = frozenset(
-    {
-        "invalid_grant",
-        "refresh_token_expired",
-        "refresh_token_reused",
-        "refresh_token_invalidated",
-    }
-)
 
 Grant = Literal["authorization_code", "refresh_token", "device_code"]
 
@@ -212,185 +190,3 @@ def revoke_request(provider: ProviderConfig, token: str, hint: str) -> TokenRequ
         return None
     fields = (("token", token), ("token_type_hint", hint), ("client_id", provider.client_id))
     return TokenRequest(provider.revocation_endpoint, provider.revoke_body, fields)
-
-
-def error_code(body: object) -> str | None:
-    """The error code of an error body: ``error.code``, a string ``error``, or ``code``."""
-    if not isinstance(body, Mapping):
-        return None
-    error = body.get("error")
-    if isinstance(error, Mapping):
-        code = error.get("code")
-        return code if isinstance(code, str) else None
-    if isinstance(error, str):
-        return error
-    code = body.get("code")
-    return code if isinstance(code, str) else None
-
-
-def _error_description(body: object) -> str | None:
-    if not isinstance(body, Mapping):
-        return None
-    error = body.get("error")
-    text = error.get("message") if isinstance(error, Mapping) else body.get("error_description")
-    return redact_body(text, limit=200) if isinstance(text, str) else None
-
-
-def _json_or_none(body: bytes) -> object:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None
-
-
-def token_error(
-    status: int,
-    body: bytes,
-    *,
-    grant: Grant,
-    url: str = "",
-    retry_after: float | None = None,
-) -> TokenError:
-    """Classify a non-200 token-endpoint answer.
-
-    A refresh refused with HTTP 401, ``invalid_grant`` or a ChatGPT ``refresh_token_*`` code
-    is permanent: :class:`ReauthenticationRequired`. Anything else is a
-    :class:`TokenEndpointError` whose ``transient`` says whether to try again later.
-    """
-    parsed = _json_or_none(body)
-    code = error_code(parsed)
-    description = _error_description(parsed)
-    if grant == "refresh_token" and (status == 401 or code in PERMANENT_REFRESH_ERRORS):
-        return ReauthenticationRequired(
-            f"the provider rejected the refresh token ({code or f'HTTP {status}'}); log in again",
-            status_code=status,
-            error=code,
-            error_description=description,
-        )
-    if parsed is None:
-        detail = f"a non-JSON answer: {redact_body(body.decode('utf-8', 'replace'), limit=120)!r}"
-    else:
-        detail = f"{code or 'no error code'}" + (f": {description}" if description else "")
-    return TokenEndpointError(
-        f"the token endpoint answered HTTP {status} to the {grant} request with {detail}",
-        status_code=status,
-        url=url,
-        body=redact_body(body.decode("utf-8", "replace")),
-        retry_after=retry_after,
-        error=code,
-        error_description=description,
-    )
-
-
-def _identity(
-    provider: ProviderConfig, id_token: str | None, access_token: str
-) -> tuple[str | None, str | None]:
-    """Account id and email from the ID token's claims, then the access token's."""
-    sources: list[dict[str, Any]] = []
-    if id_token is not None:
-        try:
-            sources.append(decode_claims(id_token))
-        except InvalidJWTError as exc:
-            raise TokenError(
-                f"the token endpoint returned an unreadable id_token ({exc.message})"
-            ) from None
-    if looks_like_jwt(access_token):
-        # Access tokens may be opaque or not JSON: then there is nothing to learn from them.
-        with contextlib.suppress(InvalidJWTError):
-            sources.append(decode_claims(access_token))
-    account_id = email = None
-    for claims in sources:
-        if account_id is None:
-            value = claim_at(claims, provider.account_id_claim)
-            account_id = value if isinstance(value, str) and value else None
-        for path in provider.email_claims:
-            value = claim_at(claims, path)
-            if email is None and isinstance(value, str) and value:
-                email = value
-    return account_id, email
-
-
-def _expires_at(payload: Mapping[str, Any], access_token: str, now: float) -> float | None:
-    expires_in = payload.get("expires_in")
-    if isinstance(expires_in, str) and expires_in.strip().isdigit():
-        expires_in = int(expires_in)
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        if expires_in <= 0:
-            raise TokenError("the token response has a non-positive expires_in")
-        return now + float(expires_in)
-    if looks_like_jwt(access_token):
-        try:
-            exp = decode_claims(access_token).get("exp")
-        except InvalidJWTError:
-            return None
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            return float(exp)
-    return None
-
-
-def parse_token_response(
-    status: int,
-    body: bytes,
-    *,
-    provider: ProviderConfig,
-    now: float,
-    grant: Grant,
-    previous: AuthData | None = None,
-    url: str = "",
-    retry_after: float | None = None,
-) -> AuthData:
-    """Turn a token-endpoint answer into :class:`AuthData`.
-
-    For a refresh, pass the freshly read ``previous`` login: every response field is optional
-    and missing ones are kept from it (above all the refresh token, RFC 6749 section 6).
-
-    Raises:
-        ReauthenticationRequired: a refresh refused for good.
-        TokenEndpointError: any other error status.
-        TokenError: a 200 answer that is not a JSON object with a usable access token.
-    """
-    if status != 200:
-        raise token_error(status, body, grant=grant, url=url, retry_after=retry_after)
-    payload = _json_or_none(body)
-    if not isinstance(payload, Mapping):
-        raise TokenError(
-            f"the token endpoint's {grant} answer is not a JSON object: "
-            f"{redact_body(body.decode('utf-8', 'replace'), limit=80)!r}"
-        )
-    access_token = payload.get("access_token")
-    if not isinstance(access_token, str) or not access_token:
-        raise TokenError(f"the token endpoint's {grant} answer has no access_token")
-    token_type = payload.get("token_type", "Bearer")
-    if not isinstance(token_type, str) or token_type.lower() not in {"bearer", "dpop"}:
-        raise TokenError(f"unsupported token_type {token_type!r} in the {grant} answer")
-
-    def optional(key: str) -> str | None:
-        value = payload.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise TokenError(f"the {grant} answer's {key} is not a string")
-        return value
-
-    refresh_token = optional("refresh_token")
-    id_token = optional("id_token")
-    scope = optional("scope")
-    if previous is not None:
-        refresh_token = refresh_token or previous.refresh_token
-        id_token = id_token or previous.id_token
-        scope = scope or previous.scope
-    account_id, email = _identity(provider, id_token, access_token)
-    if previous is not None:
-        account_id = account_id or previous.account_id
-        email = email or previous.email
-    return AuthData(
-        access_token=access_token,
-        refresh_token=refresh_token,
-        id_token=id_token,
-        account_id=account_id,
-        email=email,
-        expires_at=_expires_at(payload, access_token, now),
-        last_refresh=now,
-        token_type="Bearer" if token_type.lower() == "bearer" else token_type,
-        scope=scope,
-    )

@@ -10,14 +10,13 @@ from ._closing import AsyncClosing
 from ._exceptions import HttpError, NetworkError
 from ._http_client import RetryPolicy, new_http_client, parse_retry_after, send_with_retries
 from ._protocol import (
-    Grant,
     TokenRequest,
     code_exchange_request,
-    parse_token_response,
     refresh_request,
     revoke_request,
 )
 from ._redact import redact_body
+from ._token_response import Grant, parse_token_response
 
 if TYPE_CHECKING:
     from collections.abc import Callable
