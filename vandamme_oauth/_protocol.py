@@ -24,6 +24,7 @@ from ._exceptions import (
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
     from ._pkce import PkcePair
     from ._provider import ProviderConfig
 
