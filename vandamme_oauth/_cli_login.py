@@ -15,6 +15,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+import anyio.to_thread
+
 from ._device import DeviceCode, DeviceFlow
 from ._exceptions import ValidationError
 from ._flow import OAuthFlow
@@ -149,7 +151,8 @@ async def _device_login(provider: ProviderConfig, storage: AuthStorage) -> AuthD
 async def _browser_login(
     args: argparse.Namespace, provider: ProviderConfig, storage: AuthStorage
 ) -> AuthData:
-    headless = None if args.no_browser else headless_reason()
+    # headless_reason() reads small files under /proc: keep it off the event loop.
+    headless = None if args.no_browser else await anyio.to_thread.run_sync(headless_reason)
     print_only = args.no_browser or headless is not None
     paste = args.paste or (print_only and sys.stdin.isatty())
     if headless is not None:
