@@ -17,11 +17,12 @@ import html
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import Self
 
 import httpx
 from aiohttp import web
 
+from ._closing import AsyncClosing
 from ._exceptions import (
     CallbackServerError,
     CallbackTimeoutError,
@@ -30,9 +31,6 @@ from ._exceptions import (
     StateMismatchError,
 )
 from .storage._base import AuthData
-
-if TYPE_CHECKING:
-    from types import TracebackType
 
 __all__ = ["CallbackServer"]
 
@@ -78,7 +76,7 @@ def _page(status: int, title: str, message: str) -> web.Response:
     )
 
 
-class CallbackServer:
+class CallbackServer(AsyncClosing):
     """Serve one login's callback on loopback; an async context manager.
 
     Args:
@@ -122,16 +120,12 @@ class CallbackServer:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def __aenter__(self) -> CallbackServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def aclose(self) -> None:
+        """Stop listening and release the port (what ``async with`` does on exit)."""
         await self.close()
 
     async def start(self) -> None:

@@ -1,5 +1,5 @@
-"""The browser test uses the integration fixtures (the real provider, the browser queue)."""
+"""The browser test uses the integration fixtures (the real provider on loopback)."""
 
-from tests.integration.conftest import browser, oidc_provider, provider_config
+from tests.integration.conftest import oidc_provider, provider_config
 
-__all__ = ["browser", "oidc_provider", "provider_config"]
+__all__ = ["oidc_provider", "provider_config"]

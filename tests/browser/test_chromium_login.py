@@ -4,7 +4,6 @@ callback, and our success page. Run by `scripts/test` (nox session "browser").""
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,8 +12,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Route, async_playwright
 
-from tests.integration.conftest import BrowserQueue
-from vandamme_oauth import FileSystemAuthStorage, OAuthFlow, ProviderConfig
+from tests.integration.conftest import pending_login
+from vandamme_oauth import FileSystemAuthStorage, ProviderConfig
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -64,7 +63,6 @@ async def loopback_only(route: Route) -> None:
 async def test_login_in_a_real_browser(
     chromium: Browser,
     provider_config: ProviderConfig,
-    browser: BrowserQueue,
     tmp_path: Path,
 ) -> None:
     """Chromium completes the login; our success page says so and no secret is in its URL."""
@@ -72,9 +70,7 @@ async def test_login_in_a_real_browser(
     context = await chromium.new_context()
     page = await context.new_page()
     await page.route("**/*", loopback_only)
-    async with OAuthFlow(provider_config, storage, open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        url = await browser.next_url(task)
+    async with pending_login(provider_config, storage) as (task, url):
         await page.goto(url)
         await page.fill('input[name="login"]', "alice")
         await page.fill('input[name="password"]', "any-password")

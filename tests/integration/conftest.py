@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +15,7 @@ from tests.support.user_agent import BrowserResult, run_browser
 from vandamme_oauth import AuthData, AuthStorage, OAuthFlow, ProviderConfig
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 
 @pytest.fixture(scope="session")
@@ -63,20 +65,29 @@ class BrowserQueue:
         return getter.result()
 
 
-@pytest.fixture
-def browser() -> BrowserQueue:
-    """An open_browser hook whose URLs the test reads."""
-    return BrowserQueue()
+@asynccontextmanager
+async def pending_login(
+    provider: ProviderConfig, storage: AuthStorage, **authenticate: Any
+) -> AsyncIterator[tuple[asyncio.Task[AuthData], str]]:
+    """Start ``OAuthFlow.authenticate()`` and yield its task and the URL it asked the browser
+    to open; on exit a task that has not finished is cancelled (closing the server)."""
+    queue = BrowserQueue()
+    async with OAuthFlow(provider, storage, open_browser=queue) as flow:
+        task = asyncio.create_task(flow.authenticate(timeout=60, **authenticate))
+        try:
+            yield task, await queue.next_url(task)
+        finally:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
 
 async def scripted_login(
     provider: ProviderConfig, storage: AuthStorage, *, login: str = "alice"
 ) -> Login:
     """Run OAuthFlow.authenticate() with the scripted user agent as the browser."""
-    queue = BrowserQueue()
-    async with OAuthFlow(provider, storage, open_browser=queue) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        url = await queue.next_url(task)
+    async with pending_login(provider, storage) as (task, url):
         result = await run_browser(url, login=login)
         auth = await task
     return Login(auth=auth, browser=result, url=url)

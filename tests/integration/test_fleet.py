@@ -73,6 +73,22 @@ async def expire(storage: AuthStorage) -> AuthData:
     return expired
 
 
+async def expired_file_login(
+    provider: ProviderConfig, home: Path, *, callers: int
+) -> tuple[FileSystemAuthStorage, AuthData, dict[str, Any]]:
+    """Log in into a file, expire the access token, and build the workers' configuration."""
+    storage = FileSystemAuthStorage(home, provider.name)
+    await scripted_login(provider, storage)
+    expired = await expire(storage)
+    config = {
+        "provider": provider.to_dict(),
+        "backend": "file",
+        "home": str(home),
+        "callers": callers,
+    }
+    return storage, expired, config
+
+
 async def run_storm(
     oidc_provider: RunningProvider, config: dict[str, Any], processes: int
 ) -> list[dict[str, Any]]:
@@ -98,15 +114,7 @@ async def test_four_processes_on_one_file_refresh_once(
 ) -> None:
     """4 processes x 250 callers on one FileSystemAuthStorage at expiry: one refresh, the
     same new token for all, no invalid_grant."""
-    storage = FileSystemAuthStorage(tmp_path, provider_config.name)
-    await scripted_login(provider_config, storage)
-    expired = await expire(storage)
-    config = {
-        "provider": provider_config.to_dict(),
-        "backend": "file",
-        "home": str(tmp_path),
-        "callers": 250,
-    }
+    storage, expired, config = await expired_file_login(provider_config, tmp_path, callers=250)
     before = oidc_provider.stats()
     results = await run_storm(oidc_provider, config, processes=4)
     assert_one_refresh_for_all(results, before, oidc_provider.stats(), expired.access_token)
@@ -181,15 +189,7 @@ async def test_killed_lock_holder_is_taken_over_with_a_clear_outcome(
     processed the dead request, the fleet recovers with a new token; if it had (the rotated
     tokens died with the process), the successor gets a clear ReauthenticationRequired. The
     file is never corrupt and nothing hangs."""
-    storage = FileSystemAuthStorage(tmp_path, provider_config.name)
-    await scripted_login(provider_config, storage)
-    expired = await expire(storage)
-    config = {
-        "provider": provider_config.to_dict(),
-        "backend": "file",
-        "home": str(tmp_path),
-        "callers": 1,
-    }
+    storage, expired, config = await expired_file_login(provider_config, tmp_path, callers=1)
     outcome = await _kill_holder_mid_refresh(oidc_provider, config, rotated=rotated)
     stored = await storage.read_auth()
     if rotated:

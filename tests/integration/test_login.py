@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.integration.conftest import BrowserQueue, scripted_login
+from tests.integration.conftest import pending_login, scripted_login
 from tests.support.user_agent import run_browser
 from vandamme_oauth import (
     AuthorizationError,
@@ -87,13 +87,11 @@ async def test_authorization_request_uses_pkce_s256_and_ephemeral_loopback_port(
 
 
 async def test_forged_state_is_rejected_and_the_real_callback_still_wins(
-    provider_config: ProviderConfig, browser: BrowserQueue
+    provider_config: ProviderConfig,
 ) -> None:
     """A callback with a forged state gets 400 and the flow keeps waiting for the real one."""
     storage = InMemoryAuthStorage()
-    async with OAuthFlow(provider_config, storage, open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        url = await browser.next_url(task)
+    async with pending_login(provider_config, storage) as (task, url):
         result = await run_browser(url, follow_callback=False)
         forged = _with_query(result.callback_url, state="forged-state-value")
         async with httpx.AsyncClient(trust_env=False) as client:
@@ -109,13 +107,12 @@ async def test_forged_state_is_rejected_and_the_real_callback_still_wins(
 
 
 async def test_access_denied_ends_the_login_with_authorization_error(
-    provider_config: ProviderConfig, browser: BrowserQueue
+    provider_config: ProviderConfig,
 ) -> None:
     """The user pressing Cancel at the provider ends the login with access_denied."""
     storage = InMemoryAuthStorage()
-    async with OAuthFlow(provider_config, storage, open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        result = await run_browser(await browser.next_url(task), deny=True)
+    async with pending_login(provider_config, storage) as (task, url):
+        result = await run_browser(url, deny=True)
         with pytest.raises(AuthorizationError) as caught:
             await task
     assert caught.value.error == "access_denied"
@@ -127,7 +124,6 @@ async def test_access_denied_ends_the_login_with_authorization_error(
 @pytest.mark.parametrize("iss", ["https://evil.example", None])
 async def test_wrong_or_missing_iss_is_refused_and_the_code_not_redeemed(
     provider_config: ProviderConfig,
-    browser: BrowserQueue,
     oidc_provider: RunningProvider,
     iss: str | None,
 ) -> None:
@@ -135,9 +131,8 @@ async def test_wrong_or_missing_iss_is_refused_and_the_code_not_redeemed(
     assert provider_config.require_iss  # oidc-provider advertises the iss parameter
     before = oidc_provider.stats()["authorization_code"]
     storage = InMemoryAuthStorage()
-    async with OAuthFlow(provider_config, storage, open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        result = await run_browser(await browser.next_url(task), follow_callback=False)
+    async with pending_login(provider_config, storage) as (task, url):
+        result = await run_browser(url, follow_callback=False)
         async with httpx.AsyncClient(trust_env=False) as client:
             answer = await client.get(_with_query(result.callback_url, iss=iss))
         with pytest.raises(IssuerMismatchError):
@@ -147,26 +142,19 @@ async def test_wrong_or_missing_iss_is_refused_and_the_code_not_redeemed(
     assert oidc_provider.stats()["authorization_code"] == before
 
 
-async def test_callback_without_code_fails_clearly(
-    provider_config: ProviderConfig, browser: BrowserQueue
-) -> None:
+async def test_callback_without_code_fails_clearly(provider_config: ProviderConfig) -> None:
     """A callback with the right state but neither code nor error is an AuthorizationError."""
-    async with OAuthFlow(provider_config, InMemoryAuthStorage(), open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        result = await run_browser(await browser.next_url(task), follow_callback=False)
+    async with pending_login(provider_config, InMemoryAuthStorage()) as (task, url):
+        result = await run_browser(url, follow_callback=False)
         async with httpx.AsyncClient(trust_env=False) as client:
             await client.get(_with_query(result.callback_url, code=None))
         with pytest.raises(AuthorizationError, match="neither a code nor an error"):
             await task
 
 
-async def test_error_page_escapes_provider_text(
-    provider_config: ProviderConfig, browser: BrowserQueue
-) -> None:
+async def test_error_page_escapes_provider_text(provider_config: ProviderConfig) -> None:
     """error_description is shown HTML-escaped on our error page."""
-    async with OAuthFlow(provider_config, InMemoryAuthStorage(), open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        url = await browser.next_url(task)
+    async with pending_login(provider_config, InMemoryAuthStorage()) as (task, url):
         query = parse_qs(urlsplit(url).query)
         callback = (
             query["redirect_uri"][0]
@@ -188,14 +176,10 @@ async def test_error_page_escapes_provider_text(
     assert answer.headers["Connection"] == "close"
 
 
-async def test_unknown_paths_get_404_and_the_login_goes_on(
-    provider_config: ProviderConfig, browser: BrowserQueue
-) -> None:
+async def test_unknown_paths_get_404_and_the_login_goes_on(provider_config: ProviderConfig) -> None:
     """Stray requests (favicon, scanners) get 404 without ending the login."""
     storage = InMemoryAuthStorage()
-    async with OAuthFlow(provider_config, storage, open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        url = await browser.next_url(task)
+    async with pending_login(provider_config, storage) as (task, url):
         redirect = urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0])
         async with httpx.AsyncClient(trust_env=False) as client:
             stray = await client.get(f"http://{redirect.netloc}/favicon.ico")
@@ -217,13 +201,9 @@ async def test_timeout_raises_and_releases_the_port(provider_config: ProviderCon
     assert _port_is_free(port)
 
 
-async def test_cancellation_releases_the_port(
-    provider_config: ProviderConfig, browser: BrowserQueue
-) -> None:
+async def test_cancellation_releases_the_port(provider_config: ProviderConfig) -> None:
     """Cancelling authenticate() (Ctrl-C in a CLI) closes the callback server."""
-    async with OAuthFlow(provider_config, InMemoryAuthStorage(), open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        url = await browser.next_url(task)
+    async with pending_login(provider_config, InMemoryAuthStorage()) as (task, url):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

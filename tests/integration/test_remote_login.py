@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from tests.integration.conftest import BrowserQueue, scripted_login
+from tests.integration.conftest import pending_login, scripted_login
 from tests.support.provider import RunningProvider
 from tests.support.terminal import Terminal
 from tests.support.user_agent import run_browser, run_device_browser
@@ -21,7 +21,6 @@ from vandamme_oauth import (
     DeviceCode,
     DeviceFlow,
     InMemoryAuthStorage,
-    OAuthFlow,
     ProviderConfig,
 )
 
@@ -171,14 +170,13 @@ async def test_headless_session_prints_the_url_and_offers_alternatives(
 
 
 async def test_paste_back_through_the_api_with_the_bare_code(
-    provider_config: ProviderConfig, browser: BrowserQueue
+    provider_config: ProviderConfig,
 ) -> None:
     """The API's paste hook accepts the bare code too."""
     pasted: asyncio.Queue[str | None] = asyncio.Queue()
     storage = InMemoryAuthStorage()
-    async with OAuthFlow(provider_config, storage, open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60, paste=pasted.get))
-        result = await run_browser(await browser.next_url(task), follow_callback=False)
+    async with pending_login(provider_config, storage, paste=pasted.get) as (task, url):
+        result = await run_browser(url, follow_callback=False)
         code = dict(p.split("=", 1) for p in urlsplit(result.callback_url).query.split("&"))
         await pasted.put(code["code"])
         auth = await task
@@ -186,7 +184,7 @@ async def test_paste_back_through_the_api_with_the_bare_code(
     assert await storage.read_auth() == auth
 
 
-async def test_form_post_login(oidc_provider: RunningProvider, browser: BrowserQueue) -> None:
+async def test_form_post_login(oidc_provider: RunningProvider) -> None:
     """response_mode=form_post end to end: the code arrives in a POST body, not the URL."""
     provider = await ProviderConfig.discover(
         oidc_provider.issuer,
@@ -196,9 +194,7 @@ async def test_form_post_login(oidc_provider: RunningProvider, browser: BrowserQ
         name="fp",
     )
     storage = InMemoryAuthStorage()
-    async with OAuthFlow(provider, storage, open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        url = await browser.next_url(task)
+    async with pending_login(provider, storage) as (task, url):
         assert "response_mode=form_post" in url
         result = await run_browser(url)
         auth = await task
@@ -208,16 +204,12 @@ async def test_form_post_login(oidc_provider: RunningProvider, browser: BrowserQ
 
 
 @pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
-async def test_localhost_redirect_reached_over_ipv6(
-    provider_config: ProviderConfig, browser: BrowserQueue
-) -> None:
+async def test_localhost_redirect_reached_over_ipv6(provider_config: ProviderConfig) -> None:
     """A preset pinned to `localhost` listens on 127.0.0.1 and ::1: a browser that resolves
     localhost to ::1 still arrives."""
     provider = provider_config.replace(redirect_host="localhost")
     storage = InMemoryAuthStorage()
-    async with OAuthFlow(provider, storage, open_browser=browser) as flow:
-        task = asyncio.create_task(flow.authenticate(timeout=60))
-        url = await browser.next_url(task)
+    async with pending_login(provider, storage) as (task, url):
         result = await run_browser(url, follow_callback=False)
         parts = urlsplit(result.callback_url)
         assert parts.hostname == "localhost"
