@@ -34,7 +34,7 @@ from ._exceptions import (
     TokenEndpointError,
     ValidationError,
 )
-from ._http_client import RetryPolicy, new_http_client, send_with_retries
+from ._http_client import RetryPolicy, new_http_client
 from ._protocol import TokenRequest
 from ._token_client import TokenClient
 from ._token_response import error_code, parse_token_response, token_error
@@ -169,7 +169,10 @@ class DeviceFlow(AsyncClosing):
         self._on_code = on_code
         self._owns_client = http_client is None
         self._client = http_client or new_http_client()
-        self._tokens = TokenClient(provider, http_client=self._client)
+        # Polls are never retried by the client once sent; the loop below does the backoff.
+        self._tokens = TokenClient(
+            provider, http_client=self._client, retry=RetryPolicy(attempts=1)
+        )
         self._clock = clock
         self._sleep = sleep
         self._margin = safety_margin
@@ -178,19 +181,6 @@ class DeviceFlow(AsyncClosing):
         """Close the HTTP client if we created it."""
         if self._owns_client:
             await self._client.aclose()
-
-    async def _post(self, request: TokenRequest) -> httpx.Response:
-        content, content_type = request.content()
-        return await send_with_retries(
-            self._client,
-            "POST",
-            request.url,
-            idempotent=False,
-            # One attempt: the polling loop below does its own backoff.
-            policy=RetryPolicy(attempts=1),
-            content=content,
-            content_type=content_type,
-        )
 
     async def request_code(self) -> DeviceCode:
         """Start the device login: ask the server for a user code."""
@@ -206,7 +196,7 @@ class DeviceFlow(AsyncClosing):
                 "form",
                 (("client_id", self.provider.client_id), ("scope", " ".join(self.provider.scopes))),
             )
-        response = await self._post(request)
+        response = await self._tokens.post(request, idempotent=False)
         return parse_device_authorization(
             response.status_code, response.content, provider=self.provider
         )
@@ -261,7 +251,7 @@ class DeviceFlow(AsyncClosing):
                 ("client_id", self.provider.client_id),
             ),
         )
-        response = await self._post(request)
+        response = await self._tokens.post(request, idempotent=False)
         if response.status_code == 200:
             return parse_token_response(
                 200, response.content, provider=self.provider, now=time.time(), grant="device_code"
@@ -284,7 +274,7 @@ class DeviceFlow(AsyncClosing):
             "json",
             (("device_auth_id", code.device_code), ("user_code", code.user_code)),
         )
-        response = await self._post(request)
+        response = await self._tokens.post(request, idempotent=False)
         if response.status_code in (403, 404):
             return "pending"
         if response.status_code != 200:

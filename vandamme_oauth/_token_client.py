@@ -60,7 +60,8 @@ class TokenClient(AsyncClosing):
         if self._owns_client:
             await self._client.aclose()
 
-    async def _post(self, request: TokenRequest, *, idempotent: bool) -> httpx.Response:
+    async def post(self, request: TokenRequest, *, idempotent: bool) -> httpx.Response:
+        """Send ``request``, retried only where that is safe (see :mod:`._http_client`)."""
         content, content_type = request.content()
         return await send_with_retries(
             self._client,
@@ -78,7 +79,7 @@ class TokenClient(AsyncClosing):
         started = time.monotonic()
         log.debug("token request started", extra={"grant": grant, "url": request.url})
         try:
-            response = await self._post(request, idempotent=False)
+            response = await self.post(request, idempotent=False)
         except NetworkError as exc:
             log.warning(
                 "token request failed: %s",
@@ -164,7 +165,7 @@ class TokenClient(AsyncClosing):
         request = revoke_request(self.provider, token, hint)
         if request is None:
             return False
-        response = await self._post(request, idempotent=True)
+        response = await self.post(request, idempotent=True)
         if response.status_code != 200:
             raise HttpError(
                 f"the revocation endpoint answered HTTP {response.status_code}",
