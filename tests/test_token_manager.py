@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -12,8 +13,12 @@ import pytest
 from tests.test_protocol import GENERIC
 from vandamme_oauth import (
     AuthData,
+    AuthStorage,
     InMemoryAuthStorage,
+    ManagerState,
+    NetworkError,
     NotAuthenticatedError,
+    OAuthError,
     ReauthenticationRequired,
     RetryPolicy,
     StorageError,
@@ -21,6 +26,7 @@ from vandamme_oauth import (
     TokenError,
     TokenManager,
 )
+from vandamme_oauth._times import MAX_LIFETIME
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -76,11 +82,25 @@ def login(clock: FakeClock, *, expires_in: float = 3600, token: str = "AT0") -> 
 
 
 def manager(
-    storage: InMemoryAuthStorage, clock: FakeClock, http: httpx.AsyncClient
+    storage: AuthStorage, clock: FakeClock, http: httpx.AsyncClient, **options: Any
 ) -> TokenManager:
     return TokenManager(
-        GENERIC, storage, clock=clock, http_client=http, retry=RetryPolicy(attempts=1)
+        GENERIC, storage, clock=clock, http_client=http, retry=RetryPolicy(attempts=1), **options
     )
+
+
+def no_watch_manager(
+    storage: AuthStorage, clock: FakeClock, http: httpx.AsyncClient, **options: Any
+) -> TokenManager:
+    """A manager without its storage watcher: only its own calls read storage."""
+    return manager(storage, clock, http, watch_interval=None, **options)
+
+
+async def settled(m: TokenManager) -> None:
+    """Wait until the manager's refresh task (if any) has ended."""
+    while (task := m._task) is not None:
+        await asyncio.wait({task})
+        await asyncio.sleep(0)  # let its done-callback run
 
 
 async def test_valid_token_is_served_without_any_request(
@@ -95,17 +115,19 @@ async def test_valid_token_is_served_without_any_request(
     assert endpoint.calls == 0
 
 
-async def test_twenty_callers_share_one_refresh(
+async def test_twenty_callers_at_expiry_share_one_refresh(
     clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
 ) -> None:
-    """20 callers inside the margin wait for one gated refresh and all get its token."""
+    """20 callers past the mandatory instant wait for one gated refresh and all get its
+    token."""
     storage = InMemoryAuthStorage(login(clock))
-    clock.advance(3600 - 299)
+    clock.advance(3600 - 10)  # inside the 20 s mandatory window
     endpoint.gate.clear()
     async with manager(storage, clock, http) as m:
         tasks = [asyncio.create_task(m.get_access_token()) for _ in range(20)]
         await endpoint.arrived.wait()
         assert not any(t.done() for t in tasks)
+        assert m.state is ManagerState.WAITING
         endpoint.gate.set()
         tokens = await asyncio.gather(*tasks)
     assert tokens == ["AT1"] * 20
@@ -168,10 +190,15 @@ async def test_transient_failure_serves_the_still_valid_token_then_backs_off(
     endpoint.fail = (503, {"error": "temporarily_unavailable"})
     async with manager(storage, clock, http) as m:
         assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert endpoint.calls == 1
+        assert m.state is ManagerState.BACKING_OFF
         assert await m.get_access_token() == "AT0"
-        assert endpoint.calls == 1  # backing off: no second request yet
+        assert m.state is ManagerState.BACKING_OFF  # no second request yet
         clock.advance(5)
         endpoint.fail = None
+        assert await m.get_access_token() == "AT0"  # refreshing ahead: served at once
+        await settled(m)
         assert await m.get_access_token() == "AT2"
     assert endpoint.calls == 2
 
@@ -195,12 +222,15 @@ async def test_expired_token_is_never_returned(
 async def test_adopts_a_token_refreshed_by_another_process(
     clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
 ) -> None:
-    """A stale cache re-reads storage and adopts a fresh token without refreshing."""
+    """Inside the margin the background task re-reads storage and adopts a fresh token
+    without refreshing."""
     storage = InMemoryAuthStorage(login(clock))
-    async with manager(storage, clock, http) as m:
+    async with no_watch_manager(storage, clock, http) as m:
         assert await m.get_access_token() == "AT0"
         clock.advance(3500)
         await storage.write_auth(login(clock, token="FROM-ELSEWHERE"))
+        assert await m.get_access_token() == "AT0"  # still valid: served at once
+        await settled(m)
         assert await m.get_access_token() == "FROM-ELSEWHERE"
     assert endpoint.calls == 0
 
@@ -222,7 +252,10 @@ async def test_unknown_expiry_uses_the_fallback_lifetime(
     async with manager(storage, clock, http) as m:
         clock.advance(GENERIC.fallback_lifetime - 301)
         assert await m.get_access_token() == "AT0"
+        assert m.state is ManagerState.FRESH
         clock.advance(2)
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
         assert await m.get_access_token() == "AT1"
 
 
@@ -234,7 +267,12 @@ async def test_short_lived_tokens_use_half_their_life_as_margin(
     async with manager(storage, clock, http) as m:
         clock.advance(29)
         assert await m.get_access_token() == "AT0"
+        assert m.state is ManagerState.FRESH
         clock.advance(2)
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert await m.get_access_token() == "AT1"
+        clock.advance(29)
         assert await m.get_access_token() == "AT1"
     assert endpoint.calls == 1
 
@@ -340,3 +378,428 @@ async def test_refreshed_login_that_cannot_be_stored_is_kept_and_stored_later(
     assert stored is not None
     assert (stored.access_token, stored.refresh_token) == ("AT1", "RT1")
     assert endpoint.calls == 1
+
+
+# -- refreshes belong to the manager --------------------------------------------------------
+
+
+async def test_callers_inside_the_advisory_window_never_wait(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Inside the refresh margin every call returns the current token at once while ONE
+    refresh runs in the background; the new token is served once it is stored."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 200)
+    endpoint.gate.clear()
+    async with manager(storage, clock, http) as m:
+        tokens = [await m.get_access_token() for _ in range(50)]
+        await endpoint.arrived.wait()
+        assert m.state is ManagerState.REFRESHING_AHEAD
+        tokens += [await m.get_access_token() for _ in range(50)]
+        assert tokens == ["AT0"] * 100
+        endpoint.gate.set()
+        await settled(m)
+        assert await m.get_access_token() == "AT1"
+        assert m.state is ManagerState.FRESH
+    assert endpoint.calls == 1
+
+
+async def test_hung_endpoint_serves_the_valid_token_until_expiry_then_a_typed_error(
+    clock: FakeClock, endpoint: FakeTokenEndpoint
+) -> None:
+    """A token endpoint that never answers delays no caller before the mandatory window; after
+    expiry callers wait for the refresh and get a typed NetworkError when it times out."""
+    release = asyncio.Event()
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        endpoint.calls += 1
+        endpoint.arrived.set()
+        await release.wait()
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    storage = InMemoryAuthStorage(login(clock))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(hang)) as http:
+        m = manager(storage, clock, http)
+        async with m:
+            clock.advance(3600 - 250)
+            for _ in range(23):  # 230 s of calls, up to the 20 s mandatory window
+                assert await m.get_access_token() == "AT0"
+                clock.advance(10)
+            await endpoint.arrived.wait()
+            clock.advance(21)  # expired now
+            waiter = asyncio.create_task(m.get_access_token())
+            assert m.state is ManagerState.WAITING
+            release.set()
+            with pytest.raises(NetworkError):
+                await waiter
+    assert endpoint.calls == 1
+
+
+async def test_cancelled_callers_do_not_lose_the_rotated_token(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Every caller waiting at expiry is cancelled while the refresh is at the server; the
+    answer is still stored, and the next call is served without another request."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3601)
+    endpoint.gate.clear()
+    async with manager(storage, clock, http) as m:
+        callers = [asyncio.create_task(m.get_access_token()) for _ in range(10)]
+        await endpoint.arrived.wait()
+        for caller in callers:
+            caller.cancel()
+        await asyncio.wait(callers)
+        assert all(c.cancelled() for c in callers)
+        endpoint.gate.set()
+        await settled(m)
+        assert await m.get_access_token() == "AT1"
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.refresh_token == "RT1"
+    assert endpoint.calls == 1
+
+
+async def test_caller_timeout_does_not_cancel_the_refresh(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """asyncio.timeout around a call that waits for the refresh ends the call only."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3601)
+    endpoint.gate.clear()
+    async with manager(storage, clock, http) as m:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.01):
+                await m.get_access_token()
+        assert endpoint.calls == 1
+        endpoint.gate.set()
+        await settled(m)
+    assert (await storage.read_auth()) == (await storage.read_auth())
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.refresh_token == "RT1"
+
+
+async def test_aclose_waits_for_the_refresh_in_flight_to_be_stored(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Leaving ``async with`` while a refresh is at the server stores its answer first."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 200)
+    endpoint.gate.clear()
+    m = manager(storage, clock, http)
+    assert await m.get_access_token() == "AT0"  # starts the refresh ahead
+    await endpoint.arrived.wait()
+    closing = asyncio.create_task(m.aclose())
+    endpoint.gate.set()
+    await closing
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.refresh_token == "RT1"
+    assert m._task is None
+
+
+async def test_aclose_gives_up_on_a_hung_refresh_after_close_timeout(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A refresh that never answers does not hold aclose() past close_timeout, and leaves
+    no task behind; the stored login is unchanged."""
+    original = login(clock)
+    storage = InMemoryAuthStorage(original)
+    clock.advance(3600 - 200)
+    endpoint.gate.clear()
+    m = manager(storage, clock, http, close_timeout=0.01)
+    assert await m.get_access_token() == "AT0"
+    await endpoint.arrived.wait()
+    await m.aclose()
+    assert m._task is None
+    assert await storage.read_auth() == original
+    endpoint.gate.set()
+
+
+async def test_closed_manager_refuses_new_work(clock: FakeClock, http: httpx.AsyncClient) -> None:
+    """After aclose() a call that needs storage or the network raises a typed error."""
+    storage = InMemoryAuthStorage(login(clock))
+    m = manager(storage, clock, http)
+    await m.aclose()
+    await m.aclose()  # idempotent
+    with pytest.raises(OAuthError, match="closed"):
+        await m.get_access_token()
+
+
+async def test_backoff_is_measured_from_the_end_of_a_slow_failure(
+    clock: FakeClock, endpoint: FakeTokenEndpoint
+) -> None:
+    """A failure that took 30 s still backs off afterwards: the next call, right after it,
+    sends no request."""
+
+    async def slow_failure(request: httpx.Request) -> httpx.Response:
+        endpoint.calls += 1
+        clock.advance(30)  # the request took 30 s (by the manager's clock)
+        return httpx.Response(503, json={"error": "temporarily_unavailable"})
+
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 290)
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(slow_failure)) as http,
+        manager(storage, clock, http) as m,
+    ):
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        clock.advance(0.5)
+        assert await m.get_access_token() == "AT0"
+        assert m.state is ManagerState.BACKING_OFF
+        await settled(m)
+    assert endpoint.calls == 1
+
+
+async def test_retry_after_is_honoured_up_to_max_backoff(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A 429 with Retry-After: 120 and max_backoff=60: no request before 60 s, one after."""
+    endpoint.answer = httpx.Response(
+        429, json={"error": "slow_down"}, headers={"Retry-After": "120"}
+    )
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 290)
+    async with manager(storage, clock, http, max_backoff=60) as m:
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        clock.advance(59)
+        assert await m.get_access_token() == "AT0"
+        assert m.state is ManagerState.BACKING_OFF
+        assert endpoint.calls == 1
+        clock.advance(2)
+        endpoint.answer = None
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert await m.get_access_token() == "AT2"
+    assert endpoint.calls == 2
+
+
+async def test_dead_refresh_token_serves_the_valid_token_then_raises(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """invalid_grant during a refresh ahead: the valid token is served until it expires,
+    then ReauthenticationRequired, with no further request."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 200)
+    endpoint.fail = (400, {"error": "invalid_grant"})
+    async with manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert m.state is ManagerState.DEAD
+        clock.advance(150)
+        assert await m.get_access_token() == "AT0"
+        clock.advance(51)
+        for _ in range(3):
+            with pytest.raises(ReauthenticationRequired):
+                await m.get_access_token()
+    assert endpoint.calls == 1
+
+
+class ExplodingStorage(InMemoryAuthStorage):
+    """Writes raise whatever ``error`` is (not only StorageError)."""
+
+    def __init__(self, initial: AuthData) -> None:
+        super().__init__(initial)
+        self.error: BaseException | None = None
+
+    async def write_auth(self, data: AuthData) -> None:
+        if self.error is not None:
+            raise self.error
+        await super().write_auth(data)
+
+
+async def test_any_write_failure_keeps_the_rotated_token_in_memory(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A write that raises an unexpected exception (here RuntimeError) after a successful
+    refresh: the new login is served and written once storage works again."""
+    storage = ExplodingStorage(login(clock))
+    storage.error = RuntimeError("disk on fire")
+    clock.advance(3601)
+    async with manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT1"
+        storage.error = None
+        clock.advance(2)
+        assert await m.get_access_token() == "AT1"
+        await settled(m)
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.refresh_token == "RT1"
+    assert endpoint.calls == 1
+
+
+async def test_aclose_stores_a_login_held_in_memory(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A refreshed login that storage refused is written by aclose() if storage is back."""
+    storage = ExplodingStorage(login(clock))
+    storage.error = StorageError("unreachable")
+    clock.advance(3601)
+    m = manager(storage, clock, http)
+    assert await m.get_access_token() == "AT1"
+    storage.error = None
+    await m.aclose()
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.refresh_token == "RT1"
+
+
+@pytest.mark.parametrize(
+    "expires_in",
+    ["1e400", "NaN", "-Infinity", "-5", "0", "true", '"soon"', "[]", "9" * 400 + ".5"],
+)
+async def test_absurd_expires_in_is_typed_and_the_rotated_token_kept(
+    clock: FakeClock, endpoint: FakeTokenEndpoint, expires_in: str
+) -> None:
+    """A 200 answer with a new refresh token and an unusable expires_in: a typed TokenError
+    reaches the callers once the old token expired, and the new refresh token is stored."""
+
+    async def absurd(request: httpx.Request) -> httpx.Response:
+        endpoint.calls += 1
+        body = f'{{"access_token": "AT1", "refresh_token": "RT1", "expires_in": {expires_in}}}'
+        return httpx.Response(200, content=body.encode())
+
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3601)
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(absurd)) as http,
+        manager(storage, clock, http) as m,
+    ):
+        with pytest.raises(TokenError, match="expires_in"):
+            await m.get_access_token()
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.refresh_token == "RT1"
+    assert stored.access_token == "AT0"
+    assert endpoint.calls == 1
+
+
+@pytest.mark.parametrize("expires_in", ["1e12", "9" * 400])
+async def test_huge_expires_in_is_clamped_to_ten_years(
+    clock: FakeClock, endpoint: FakeTokenEndpoint, expires_in: str
+) -> None:
+    """A huge but finite expires_in is clamped (MAX_LIFETIME), stored and served."""
+
+    async def huge(request: httpx.Request) -> httpx.Response:
+        endpoint.calls += 1
+        body = f'{{"access_token": "AT1", "refresh_token": "RT1", "expires_in": {expires_in}}}'
+        return httpx.Response(200, content=body.encode())
+
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3601)
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(huge)) as http,
+        manager(storage, clock, http) as m,
+    ):
+        assert await m.get_access_token() == "AT1"
+        assert await m.get_access_token() == "AT1"
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.expires_at == clock.now + MAX_LIFETIME
+    assert endpoint.calls == 1
+
+
+async def test_a_new_login_written_elsewhere_is_adopted_by_the_watcher(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Another writer stores a login for another account: the running manager serves it
+    (through the watcher, not a refresh); a logout then turns into NotAuthenticatedError."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        adopted = watch_adoptions(m)
+        other = AuthData(
+            access_token="BOB",
+            refresh_token="RT-bob",
+            account_id="bob",
+            expires_at=clock.now + 3600,
+            last_refresh=clock.now,
+        )
+        await storage.write_auth(other)
+        await adopted.wait()
+        assert await m.get_access_token() == "BOB"
+        adopted.clear()
+        await storage.clear_auth()
+        await adopted.wait()
+        with pytest.raises(NotAuthenticatedError):
+            await m.get_access_token()
+    assert endpoint.calls == 0
+
+
+def watch_adoptions(m: TokenManager) -> asyncio.Event:
+    """An event set each time the manager's watcher has handled a storage change."""
+    event = asyncio.Event()
+    handle = m._storage_changed
+
+    async def spy() -> None:
+        await handle()
+        event.set()
+
+    m._storage_changed = spy  # type: ignore[method-assign]
+    return event
+
+
+async def test_polling_watcher_for_backends_that_cannot_notify(
+    clock: FakeClock, http: httpx.AsyncClient
+) -> None:
+    """A storage without changes() is polled with read_auth(); its new login is adopted."""
+
+    class Plain:
+        """An AuthStorage with no changes(): only the protocol."""
+
+        def __init__(self) -> None:
+            self.inner = InMemoryAuthStorage(login(clock))
+
+        async def read_auth(self) -> AuthData | None:
+            return await self.inner.read_auth()
+
+        async def write_auth(self, data: AuthData) -> None:
+            await self.inner.write_auth(data)
+
+        async def clear_auth(self) -> None:
+            await self.inner.clear_auth()
+
+        async def is_authenticated(self) -> bool:
+            return await self.inner.is_authenticated()
+
+        def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
+            return self.inner.lock()
+
+    storage = Plain()
+    async with manager(storage, clock, http, watch_interval=0.01) as m:
+        assert await m.get_access_token() == "AT0"
+        adopted = watch_adoptions(m)
+        await storage.write_auth(login(clock, token="NEW"))
+        await adopted.wait()
+        assert await m.get_access_token() == "NEW"
+
+
+async def test_ten_thousand_callers_at_expiry_one_refresh(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A storm of 10,000 callers at expiry: exactly one refresh, every caller served."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3601)
+    async with manager(storage, clock, http) as m:
+        tokens = await asyncio.gather(*(m.get_access_token() for _ in range(10_000)))
+    assert set(tokens) == {"AT1"}
+    assert endpoint.calls == 1
+
+
+async def test_first_call_serves_a_stored_token_in_the_margin_without_waiting(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A manager that starts inside the margin loads the stored token and serves it; the
+    refresh runs behind."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 200)
+    endpoint.gate.clear()
+    async with manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        await endpoint.arrived.wait()
+        assert m.state is ManagerState.REFRESHING_AHEAD
+        endpoint.gate.set()
+        await settled(m)
+        assert await m.get_access_token() == "AT1"

@@ -98,7 +98,12 @@ def test_refresh_merges_into_the_previous_login() -> None:
         (200, {"access_token": ""}, TokenError, "no access_token"),
         (200, {"access_token": "AT", "refresh_token": 5}, TokenError, "refresh_token is not"),
         (200, {"access_token": "AT", "token_type": "mac"}, TokenError, "unsupported token_type"),
-        (200, {"access_token": "AT", "expires_in": -1}, TokenError, "non-positive"),
+        (
+            200,
+            {"access_token": "AT", "expires_in": -1},
+            TokenError,
+            "expires_in that is not positive",
+        ),
         (200, {"access_token": "AT", "id_token": "not-a-jwt"}, TokenError, "unreadable id_token"),
         (500, b"<html>Internal</html>", TokenEndpointError, "HTTP 500"),
         (429, {"error": "rate_limited"}, TokenEndpointError, "HTTP 429"),

@@ -35,6 +35,7 @@ from ._pkce import new_pkce as new_pkce
 from ._pkce import new_state as new_state
 from ._provider import ProviderConfig as ProviderConfig
 from ._token_client import TokenClient as TokenClient
+from ._token_manager import ManagerState as ManagerState
 from ._token_manager import TokenManager as TokenManager
 from .integrations._web_login import WebLogin as WebLogin
 from .storage import AuthData as AuthData
@@ -63,6 +64,7 @@ __all__ = [
     "InvalidJWTError",
     "IssuerMismatchError",
     "KeyringAuthStorage",
+    "ManagerState",
     "NetworkError",
     "NotAuthenticatedError",
     "OAuthError",

@@ -3,7 +3,8 @@
 Every error the library raises on purpose is an :class:`OAuthError`, so one ``except`` catches
 them all. Fields follow RFC 6749 section 5.2 (``error``, ``error_description``, ``error_uri``)
 whenever the server supplied them. No message, ``repr`` or attribute ever holds a token,
-authorization code, state or PKCE verifier.
+authorization code, state or PKCE verifier (``TokenError.salvage`` holds a login, whose
+``repr`` hides its secrets, so that a rotated refresh token in a broken answer is kept).
 
     OAuthError
     ├── ValidationError              bad configuration or input (also a ValueError)
@@ -26,6 +27,8 @@ authorization code, state or PKCE verifier.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "AuthorizationError",
@@ -157,7 +160,16 @@ class NetworkError(OAuthError):
 
 
 class TokenError(OAuthError):
-    """A token response cannot be used: nothing was stored from it."""
+    """A token response cannot be used.
+
+    Attributes:
+        salvage: Set only when a refresh answer was unusable but carried a new (rotated)
+            refresh token: the previous login with that refresh token in it, which the
+            :class:`TokenManager` stores so the rotation is not lost. An ``AuthData``, whose
+            ``repr`` hides every secret; never part of the message.
+    """
+
+    salvage: Any = None
 
 
 class TokenEndpointError(TokenError, HttpError):

@@ -20,6 +20,7 @@ from ._exceptions import (
 )
 from ._jwt_claims import claim_at, decode_claims, looks_like_jwt
 from ._redact import redact_body
+from ._times import MAX_LIFETIME, check_instant, check_lifetime
 from .storage._base import AuthData
 
 if TYPE_CHECKING:
@@ -141,22 +142,37 @@ def _identity(
     return account_id, email
 
 
-def _expires_at(payload: Mapping[str, Any], access_token: str, now: float) -> float | None:
-    expires_in = payload.get("expires_in")
-    if isinstance(expires_in, str) and expires_in.strip().isdigit():
-        expires_in = int(expires_in)
-    if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
-        if expires_in <= 0:
-            raise TokenError("the token response has a non-positive expires_in")
-        return now + float(expires_in)
+def _expires_at(
+    payload: Mapping[str, Any], access_token: str, now: float, grant: Grant
+) -> float | None:
+    """When the access token expires: ``expires_in`` (checked and clamped, see
+    :mod:`._times`), else the access token's own ``exp`` when it is a usable instant."""
+    if payload.get("expires_in") is not None:
+        lifetime = check_lifetime(payload["expires_in"])
+        if isinstance(lifetime, str):
+            raise TokenError(
+                f"the token endpoint's {grant} answer has an expires_in that {lifetime}"
+            )
+        return now + lifetime
     if looks_like_jwt(access_token):
         try:
             exp = decode_claims(access_token).get("exp")
         except InvalidJWTError:
             return None
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            return float(exp)
+        instant = check_instant(exp)
+        return None if instant is None else min(instant, now + MAX_LIFETIME)
     return None
+
+
+def _salvage(payload: object, previous: AuthData | None) -> AuthData | None:
+    """From an unusable refresh answer, the previous login with the new refresh token in it,
+    or None when the answer carries no new refresh token."""
+    if previous is None or not isinstance(payload, Mapping):
+        return None
+    new = payload.get("refresh_token")
+    if not isinstance(new, str) or not new or new == previous.refresh_token:
+        return None
+    return previous.replace(refresh_token=new)
 
 
 def parse_token_response(
@@ -178,11 +194,33 @@ def parse_token_response(
     Raises:
         ReauthenticationRequired: a refresh refused for good.
         TokenEndpointError: any other error status.
-        TokenError: a 200 answer that is not a JSON object with a usable access token.
+        TokenError: a 200 answer that is not a JSON object with a usable access token and,
+            if given, a positive ``expires_in``. For a refresh whose answer carried a new
+            refresh token, ``salvage`` holds ``previous`` with that token in it.
     """
     if status != 200:
         raise token_error(status, body, grant=grant, url=url, retry_after=retry_after)
     payload = _json_or_none(body)
+    try:
+        return _parse_success(
+            payload, body, provider=provider, now=now, grant=grant, previous=previous
+        )
+    except TokenError as exc:
+        # A refresh answer we cannot use may still carry the rotated refresh token: the old
+        # one is spent now, so hand the new one up to be stored rather than lose the login.
+        exc.salvage = _salvage(payload, previous)
+        raise
+
+
+def _parse_success(
+    payload: object,
+    body: bytes,
+    *,
+    provider: ProviderConfig,
+    now: float,
+    grant: Grant,
+    previous: AuthData | None,
+) -> AuthData:
     if not isinstance(payload, Mapping):
         raise TokenError(
             f"the token endpoint's {grant} answer is not a JSON object: "
@@ -220,7 +258,7 @@ def parse_token_response(
         id_token=id_token,
         account_id=account_id,
         email=email,
-        expires_at=_expires_at(payload, access_token, now),
+        expires_at=_expires_at(payload, access_token, now, grant),
         last_refresh=now,
         token_type="Bearer" if token_type.lower() == "bearer" else token_type,
         scope=scope,

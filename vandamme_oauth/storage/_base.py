@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .._exceptions import StorageError, ValidationError
+from .._times import check_instant
 
 if TYPE_CHECKING:
     import contextlib
@@ -47,7 +48,10 @@ def _from_rfc3339(value: object, key: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        number = check_instant(value)
+        if number is None:
+            raise ValidationError(f"{key!r} is not a time between 1970 and 9999")
+        return number
     if not isinstance(value, str):
         raise ValidationError(f"{key!r} must be an RFC 3339 time string")
     try:
@@ -96,11 +100,21 @@ class AuthData:
     scope: str | None = None
 
     def __post_init__(self) -> None:
+        # Every time is checked here, where a login is made, so that nothing further down
+        # (formatting for storage, the hot path's comparison) meets a NaN or an overflow.
         # Times are kept to the millisecond so that the JSON form round-trips exactly and a
         # login read back from storage compares equal to the one written.
-        if self.expires_at is not None:
-            object.__setattr__(self, "expires_at", round(self.expires_at, 3))
-        object.__setattr__(self, "last_refresh", round(self.last_refresh, 3))
+        for name in ("expires_at", "last_refresh"):
+            value = getattr(self, name)
+            if value is None and name == "expires_at":
+                continue
+            number = check_instant(value)
+            if number is None:
+                raise ValidationError(
+                    f"{name} must be seconds since the epoch between 1970 and 9999, "
+                    f"not {value!r:.40}"
+                )
+            object.__setattr__(self, name, round(number, 3))
 
     def expires_in(self, now: float) -> float | None:
         """Seconds until the access token expires (negative once expired), None if unknown."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from .._exceptions import InvalidJWTError, ValidationError
 from .._jwt_claims import claim_at, decode_claims, looks_like_jwt
+from .._times import check_instant
 from ._base import AuthData, _from_rfc3339, _to_rfc3339
 from ._filesystem import FileSystemAuthStorage
 
@@ -86,7 +87,7 @@ class CodexAuthStorage(FileSystemAuthStorage):
             id_token=id_token if isinstance(id_token, str) else None,
             account_id=account_id if isinstance(account_id, str) else None,
             email=email,
-            expires_at=float(exp) if isinstance(exp, int | float) else None,
+            expires_at=check_instant(exp),
             last_refresh=last_refresh if last_refresh is not None else 0.0,
         )
 

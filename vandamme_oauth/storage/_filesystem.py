@@ -19,7 +19,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -96,6 +96,7 @@ class FileSystemAuthStorage:
         self.lock_path = self.home_dir / f"{self.name}.json.lock"
         self.lock_timeout = lock_timeout
         self._local_lock = asyncio.Lock()
+        self._in_flight: set[asyncio.Future[Any]] = set()
 
     def __repr__(self) -> str:
         return f"FileSystemAuthStorage(path={str(self.path)!r})"
@@ -216,48 +217,105 @@ class FileSystemAuthStorage:
         """True when the file exists and holds a readable login."""
         return await self.read_auth() is not None
 
-    async def _acquire(self, flock: filelock.FileLock, started: float) -> None:
+    def _stat_sync(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+    async def changes(self, *, interval: float = 0.5) -> AsyncIterator[None]:
+        """Yield when the auth file was replaced, changed or removed: a cheap ``stat`` every
+        ``interval`` seconds, in a worker thread."""
+        last = await anyio.to_thread.run_sync(self._stat_sync)
+        while True:
+            await asyncio.sleep(interval)
+            current = await anyio.to_thread.run_sync(self._stat_sync)
+            if current != last:
+                last = current
+                yield
+
+    def _track(self, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
+        self._in_flight.add(future)
+        future.add_done_callback(self._in_flight.discard)
+        return future
+
+    def _try_lock_sync(self, flock: filelock.FileLock) -> bool:
         import filelock
 
-        # Poll with non-blocking attempts so a cancelled waiter never leaves a worker thread
-        # that acquires the lock after its task is gone.
-        delay = 0.002
-        while True:
-            try:
-                await anyio.to_thread.run_sync(lambda: flock.acquire(timeout=0))
-            except filelock.Timeout:
-                if time.monotonic() - started > self.lock_timeout:
-                    raise StorageError(
-                        f"another process has held the lock {self.lock_path} for over "
-                        f"{self.lock_timeout:g} s; is a refresh hanging?"
-                    ) from None
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 0.05)
-            else:
-                return
+        try:
+            flock.acquire(timeout=0)
+        except filelock.Timeout:
+            return False
+        except OSError as exc:
+            raise StorageError(
+                f"cannot lock {self.lock_path}: {exc.strerror or exc}; "
+                "remove it if it is not a regular file"
+            ) from exc
+        return True
+
+    @staticmethod
+    def _release_sync(flock: filelock.FileLock) -> None:
+        if flock.is_locked:
+            flock.release(force=True)
+
+    async def _release_after(
+        self, attempt: asyncio.Future[bool] | None, flock: filelock.FileLock
+    ) -> None:
+        """Release ``flock`` once the last attempt's thread has ended (it may still win the
+        lock after a cancelled caller left)."""
+        if attempt is not None:
+            await asyncio.wait({attempt})
+            if not attempt.cancelled():
+                attempt.exception()  # retrieved here when its caller was cancelled
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._release_sync, flock)
 
     @contextlib.asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:
         """Hold an exclusive OS file lock beside the auth file (other processes wait).
 
+        Cancellation-safe: however the caller is cancelled (acquiring, holding or releasing),
+        the OS lock is released by a task that outlives the caller if need be, and the next
+        ``lock()`` on this object waits for that release first.
+
         Raises:
-            StorageError: another process held the lock for longer than ``lock_timeout``.
+            StorageError: another process held the lock for longer than ``lock_timeout``, or
+                the lock file cannot be opened.
         """
         import filelock  # lazily: only refreshers need it
 
         async with self._local_lock:
+            while self._in_flight:  # releases left behind by cancelled callers
+                await asyncio.wait(set(self._in_flight))
             await anyio.to_thread.run_sync(self._ensure_home)
             # thread_local=False: acquired in one worker thread, released in another.
             flock = filelock.FileLock(
                 str(self.lock_path), mode=0o600, thread_local=False, is_singleton=False
             )
-            started = time.monotonic()
-            await self._acquire(flock, started)
-            log.debug(
-                "file lock acquired",
-                extra={"path": str(self.lock_path), "waited_s": time.monotonic() - started},
-            )
+            loop = asyncio.get_running_loop()
+            attempt: asyncio.Future[bool] | None = None
             try:
+                # Non-blocking attempts in a worker thread, polled; the thread is never
+                # abandoned holding the lock (see _release_after).
+                started = time.monotonic()
+                delay = 0.001
+                while True:
+                    attempt = loop.run_in_executor(None, self._try_lock_sync, flock)
+                    if await asyncio.shield(attempt):
+                        break
+                    if time.monotonic() - started > self.lock_timeout:
+                        raise StorageError(
+                            f"another process has held the lock {self.lock_path} for over "
+                            f"{self.lock_timeout:g} s; is a refresh hanging?"
+                        )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.01)
+                log.debug(
+                    "file lock acquired",
+                    extra={"path": str(self.lock_path), "waited_s": time.monotonic() - started},
+                )
                 yield
             finally:
-                await anyio.to_thread.run_sync(flock.release)
+                release = self._track(asyncio.ensure_future(self._release_after(attempt, flock)))
+                await asyncio.shield(release)

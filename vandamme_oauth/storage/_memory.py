@@ -24,6 +24,7 @@ class InMemoryAuthStorage:
     def __init__(self, initial: AuthData | None = None) -> None:
         self._data = initial
         self._lock = asyncio.Lock()
+        self._changed = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"InMemoryAuthStorage(authenticated={self._data is not None})"
@@ -35,10 +36,24 @@ class InMemoryAuthStorage:
     async def write_auth(self, data: AuthData) -> None:
         """Replace the stored login with ``data``."""
         self._data = data
+        self._notify()
 
     async def clear_auth(self) -> None:
         """Forget the stored login."""
         self._data = None
+        self._notify()
+
+    def _notify(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def changes(self, *, interval: float = 0.5) -> AsyncIterator[None]:
+        """Yield after every write or clear (``interval`` is unused: writes notify)."""
+        event = self._changed
+        while True:
+            await event.wait()
+            event = self._changed  # a write while the consumer works sets this one
+            yield
 
     async def is_authenticated(self) -> bool:
         """True when a login is stored."""
