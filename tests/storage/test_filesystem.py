@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import stat
 from typing import TYPE_CHECKING
 
+import filelock
 import pytest
 
 from tests.storage.test_contract import LOGIN
@@ -137,3 +139,64 @@ def test_list_logins(tmp_path: Path) -> None:
         (tmp_path / name).write_text("{}")
     assert list_logins(tmp_path) == ["a", "b"]
     assert list_logins(tmp_path / "missing") == []
+
+
+def os_lock_is_free(storage: FileSystemAuthStorage) -> bool:
+    """True when another holder (a fresh FileLock, as another process would) can take the
+    lock at once."""
+    probe = filelock.FileLock(str(storage.lock_path), is_singleton=False, thread_local=False)
+    try:
+        probe.acquire(timeout=0)
+    except filelock.Timeout:
+        return False
+    probe.release()
+    return True
+
+
+async def test_cancelled_lock_users_never_leak_the_os_lock(tmp_path: Path) -> None:
+    """Three tasks share one storage object and are cancelled at random points of lock()
+    (waiting, acquiring in a thread, holding, releasing); 200 rounds. Once the storage has
+    settled, the OS lock is free every time."""
+    storage = FileSystemAuthStorage(tmp_path, "p", lock_timeout=5)
+    rng = random.Random(20261201)
+
+    async def user() -> None:
+        async with storage.lock():
+            for _ in range(rng.randrange(3)):
+                await asyncio.sleep(0)
+
+    for _ in range(200):
+        tasks = [asyncio.create_task(user()) for _ in range(3)]
+        for task in tasks:
+            for _ in range(rng.randrange(12)):
+                await asyncio.sleep(0)  # let the tasks run a random distance into lock()
+            task.cancel()
+        await asyncio.wait(tasks)
+        while storage._in_flight:  # releases that outlived their cancelled callers
+            await asyncio.wait(set(storage._in_flight))
+        assert await asyncio.to_thread(os_lock_is_free, storage)
+    async with storage.lock():  # and the storage object itself still works
+        assert not await asyncio.to_thread(os_lock_is_free, storage)
+
+
+async def test_lock_file_that_is_not_a_file_is_a_storage_error(tmp_path: Path) -> None:
+    """A folder where the lock file should be gives a StorageError naming it."""
+    storage = FileSystemAuthStorage(tmp_path, "p")
+    storage.lock_path.mkdir(parents=True)
+    with pytest.raises(StorageError, match="cannot lock"):
+        async with storage.lock():
+            pass
+
+
+async def test_changes_yields_when_another_writer_replaces_the_file(tmp_path: Path) -> None:
+    """changes() notices a write and a removal made through another storage object."""
+    watched = FileSystemAuthStorage(tmp_path, "p")
+    other = FileSystemAuthStorage(tmp_path, "p")
+    changes = watched.changes(interval=0.01)
+    first = asyncio.ensure_future(anext(changes))
+    while not first.done():  # until the watcher has both an old and a new reading
+        await other.write_auth(LOGIN)
+        await asyncio.wait({first}, timeout=0.05)
+    await other.clear_auth()
+    await anext(changes)
+    await changes.aclose()
