@@ -125,10 +125,10 @@ async def test_corrupt_value_is_a_storage_error(
 ) -> None:
     """A value that is not our JSON raises StorageError and is left in place."""
     a, _ = pair
-    await raw.hset(a.key, mapping={"data": "{oops", "version": 1})
+    await raw.hset(a.data_key, mapping={"data": "{oops", "version": 1})
     with pytest.raises(StorageError, match="unreadable"):
         await a.read_auth()
-    assert await raw.hget(a.key, "data") == b"{oops"
+    assert await raw.hget(a.data_key, "data") == b"{oops"
 
 
 async def test_restart_gives_typed_errors_then_recovers_without_losing_the_login(

@@ -1,17 +1,25 @@
 """RedisAuthStorage: one login shared by many hosts through Redis or Valkey (extra ``redis``).
 
-Layout, for ``key="vandamme:chatgpt"``:
+Layout, for ``key="vandamme:chatgpt"``. Every key of one login shares the hash tag
+``{vandamme:chatgpt}``, so each script runs on one slot of a Redis Cluster (a key that
+already has a ``{tag}`` keeps it):
 
-- ``{key}``        a hash: ``data`` (the versioned JSON of :class:`AuthData`) and ``version``
-  (an integer bumped by every write);
-- ``{key}:lock``   the refresh lock: ``SET NX PX`` with a random token, renewed while held,
-  released only by its owner (compare-and-delete in Lua).
+- ``{vandamme:chatgpt}``          a hash: ``data`` (the versioned JSON of :class:`AuthData`)
+  and ``version`` (an integer bumped by every write and every clear, never reset);
+- ``{vandamme:chatgpt}:lock``     the refresh lock: ``SET NX PX`` with a random token,
+  renewed while held, released only by its owner (compare-and-delete in Lua);
+- ``{vandamme:chatgpt}:changes``  a pub/sub channel: every write, clear and release
+  publishes on it (from the same Lua script), so running managers see a new login at once
+  and lock waiters are woken by the holder instead of polling.
 
 Writes made while holding the lock are fenced: one Lua script checks that the lock still
 holds our token *and* that ``version`` is the one we read under the lock, so a holder whose
 lock expired (a paused VM, a long GC) can never overwrite a newer token. Writes outside the
-lock (a new login) are unconditional. Waiters poll the lock with a short exponential backoff
-(2 ms to 25 ms). Every Redis failure becomes a :class:`StorageError`.
+lock (a new login) are unconditional. Waiters subscribe to the channel and wake on the
+holder's release; a short poll (100 ms) covers lost messages. A lock token whose release
+failed (Redis restarting) or whose ``SET`` was cut off by a cancellation is remembered and
+reclaimed by the next ``lock()``, so we never wait out our own lock's TTL. Every Redis
+failure becomes a :class:`StorageError`.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import secrets
 import time
 from contextvars import ContextVar
@@ -38,26 +47,66 @@ __all__ = ["RedisAuthStorage"]
 
 log = logging.getLogger(__name__)
 
+# KEYS[1] data hash, KEYS[2] lock; ARGV[1] channel (a channel is not a key).
 _FENCED_WRITE = """
-if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-if version ~= tonumber(ARGV[2]) then return -2 end
-redis.call('HSET', KEYS[1], 'data', ARGV[3], 'version', version + 1)
+if version ~= tonumber(ARGV[3]) then return -2 end
+redis.call('HSET', KEYS[1], 'data', ARGV[4], 'version', version + 1)
+redis.call('PUBLISH', ARGV[1], 'write')
 return version + 1
 """
 _WRITE = """
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') + 1
-redis.call('HSET', KEYS[1], 'data', ARGV[1], 'version', version)
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version)
+redis.call('PUBLISH', ARGV[1], 'write')
 return version
 """
+_CLEAR = """
+local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') + 1
+redis.call('HDEL', KEYS[1], 'data')
+redis.call('HSET', KEYS[1], 'version', version)
+redis.call('PUBLISH', ARGV[1], 'clear')
+return version
+"""
+_ACQUIRE = """
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[1], 'release')
+  return 1
+end
 return 0
 """
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
+
+
+_HASH_TAG = re.compile(r"\{[^}]+\}")
+_WAKE_FALLBACK = 0.1  # seconds a lock waiter waits for a message before trying again
+
+
+def login_keys(key: str) -> tuple[str, str, str]:
+    """The data key, lock key and channel of the login ``key``, sharing one hash tag."""
+    base = key if _HASH_TAG.search(key) else "{" + key + "}"
+    return base, f"{base}:lock", f"{base}:changes"
+
+
+def _check_cancelled() -> None:
+    """Re-raise a cancellation that redis-py turned into a connection error: code that
+    catches ``RedisError`` to carry on must not swallow its task's cancellation."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class _Held:
@@ -72,7 +121,8 @@ class RedisAuthStorage:
     """An :class:`AuthStorage` in Redis/Valkey, safe to share across processes and hosts.
 
     Args:
-        client: A ``redis.asyncio.Redis`` client (closed by :meth:`aclose` only if we made it).
+        client: A ``redis.asyncio`` client you built: ``Redis``, ``RedisCluster``, or a
+            Sentinel's ``master_for(...)`` (closed by :meth:`aclose` only if we made it).
         key: The login's key; use one per provider/account (e.g. ``"vandamme:chatgpt"``).
         lock_ttl: Seconds the refresh lock lives without renewal (renewed every third).
         lock_timeout: Seconds ``lock()`` waits for another holder before raising.
@@ -80,7 +130,7 @@ class RedisAuthStorage:
 
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | aioredis.RedisCluster,
         *,
         key: str,
         lock_ttl: float = 30.0,
@@ -91,28 +141,46 @@ class RedisAuthStorage:
         self._client = client
         self._owns_client = False
         self.key = key
-        self.lock_key = f"{key}:lock"
+        self.data_key, self.lock_key, self.channel = login_keys(key)
         self.lock_ttl = lock_ttl
         self.lock_timeout = lock_timeout
         self._held: ContextVar[_Held | None] = ContextVar(
             f"vandamme-redis-{id(self)}", default=None
         )
         self._local_lock = asyncio.Lock()
+        self._stale: str | None = None  # a lock token of ours whose release is uncertain
+        self._background: set[asyncio.Task[Any]] = set()
         self._fenced_write = client.register_script(_FENCED_WRITE)
         self._write = client.register_script(_WRITE)
+        self._clear = client.register_script(_CLEAR)
+        self._acquire_script = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
 
     @classmethod
     def from_url(cls, url: str, *, key: str, **kwargs: Any) -> RedisAuthStorage:
-        """Build from a URL such as ``redis://127.0.0.1:6379/0`` (``rediss://`` for TLS).
+        """Build from a URL such as ``redis://127.0.0.1:6379/0`` (``rediss://`` for TLS,
+        ``unix://`` for a socket).
 
         Keyword arguments other than ``lock_ttl`` / ``lock_timeout`` go to the client.
+
+        Raises:
+            ValidationError: the URL is not a Redis URL.
         """
+        scheme = url.partition("://")[0].lower() if "://" in url else ""
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ValidationError(
+                f"not a Redis URL: {url.partition('://')[0] or url!r}; "
+                "use redis://host:port/db, rediss:// (TLS) or unix:///path"
+            )
         options = {k: kwargs.pop(k) for k in ("lock_ttl", "lock_timeout") if k in kwargs}
         kwargs.setdefault("socket_timeout", 10.0)
         kwargs.setdefault("socket_connect_timeout", 5.0)
-        storage = cls(aioredis.Redis.from_url(url, **kwargs), key=key, **options)
+        try:
+            client = aioredis.Redis.from_url(url, **kwargs)
+        except ValueError as exc:
+            raise ValidationError(f"bad Redis URL: {exc}") from None
+        storage = cls(client, key=key, **options)
         storage._owns_client = True
         return storage
 
@@ -120,7 +188,9 @@ class RedisAuthStorage:
         return f"RedisAuthStorage(key={self.key!r})"
 
     async def aclose(self) -> None:
-        """Close the client if :meth:`from_url` created it."""
+        """Finish background releases and close the client if :meth:`from_url` created it."""
+        if self._background:
+            await asyncio.wait(set(self._background))
         if self._owns_client:
             await self._client.aclose()
 
@@ -138,7 +208,7 @@ class RedisAuthStorage:
             StorageError: Redis is unreachable, or the stored data cannot be parsed.
         """
         try:
-            raw, version = await self._client.hmget(self.key, ["data", "version"])
+            raw, version = await self._client.hmget(self.data_key, ["data", "version"])
         except redis.exceptions.RedisError as exc:
             raise self._error(exc, "read") from exc
         held = self._held.get()
@@ -146,7 +216,7 @@ class RedisAuthStorage:
             held.version = int(version or 0)
         if raw is None:
             return None
-        return parse_stored(raw, where=f"the login stored at Redis key {self.key!r}")
+        return parse_stored(raw, where=f"the login stored at Redis key {self.data_key!r}")
 
     async def write_auth(self, data: AuthData) -> None:
         """Store ``data``; fenced when called while holding :meth:`lock`.
@@ -159,11 +229,12 @@ class RedisAuthStorage:
         held = self._held.get()
         try:
             if held is None:
-                await self._write(keys=[self.key], args=[payload])
+                await self._write(keys=[self.data_key], args=[self.channel, payload])
                 return
             result = int(
                 await self._fenced_write(
-                    keys=[self.key, self.lock_key], args=[held.token, held.version, payload]
+                    keys=[self.data_key, self.lock_key],
+                    args=[self.channel, held.token, held.version, payload],
                 )
             )
         except redis.exceptions.RedisError as exc:
@@ -180,9 +251,9 @@ class RedisAuthStorage:
         held.version = result
 
     async def clear_auth(self) -> None:
-        """Delete the stored login."""
+        """Delete the stored login (its version counter stays, so watchers see the change)."""
         try:
-            await self._client.delete(self.key)
+            await self._clear(keys=[self.data_key], args=[self.channel])
         except redis.exceptions.RedisError as exc:
             raise self._error(exc, "delete") from exc
 
@@ -190,16 +261,71 @@ class RedisAuthStorage:
         """True when a login is stored."""
         return await self.read_auth() is not None
 
+    async def _version(self) -> int | None:
+        try:
+            value = await self._client.hget(self.data_key, "version")
+        except redis.exceptions.RedisError:
+            _check_cancelled()
+            return None
+        return int(value or 0)
+
+    async def changes(self, *, interval: float = 0.5) -> AsyncIterator[None]:
+        """Yield when the login was written or cleared by anyone: woken by the channel's
+        messages, with a slow poll of ``version`` (every 10 intervals) for lost ones."""
+        last = await self._version()
+        pubsub = self._client.pubsub()
+        subscribed = False
+        quiet = 0  # intervals without a message since the last look at the version
+        try:
+            while True:
+                try:
+                    if not subscribed:
+                        await pubsub.subscribe(self.channel)
+                        subscribed = True
+                    message = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=interval
+                    )
+                except redis.exceptions.RedisError:
+                    _check_cancelled()
+                    subscribed, message = False, None
+                    quiet = 10  # look at the version once Redis answers again
+                    await asyncio.sleep(interval)
+                # redis-py may swallow a cancellation in get_message and return None at the
+                # timeout: honour it here, so a watcher stops within one interval.
+                _check_cancelled()
+                quiet += 1
+                if message is None and quiet < 10:
+                    continue
+                quiet = 0
+                current = await self._version()
+                if current is not None and current != last:
+                    last = current
+                    yield
+        finally:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    # -- the lock ---------------------------------------------------------------------------
+
     @contextlib.asynccontextmanager
     async def lock(self) -> AsyncIterator[None]:
         """Hold the cross-host refresh lock (renewed in the background while held).
+
+        Cancellation-safe: a caller cancelled while acquiring or releasing never leaves the
+        lock held by nobody; the next ``lock()`` of this object reclaims it at once.
 
         Raises:
             StorageError: Redis is unreachable, or the lock stayed taken over ``lock_timeout``.
         """
         async with self._local_lock:
             token = secrets.token_hex(16)
-            await self._acquire(token)
+            try:
+                await self._acquire(token)
+            except BaseException:
+                self._stale = token  # the SET may have reached Redis: ours to reclaim
+                _ = self._release_in_background(token)
+                raise
+            self._stale = None
             held = _Held(token)
             reset = self._held.set(held)
             renewer = asyncio.create_task(self._keep_alive(token))
@@ -207,36 +333,75 @@ class RedisAuthStorage:
                 yield
             finally:
                 renewer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await renewer
                 self._held.reset(reset)
-                try:
-                    await self._release(keys=[self.lock_key], args=[token])
-                except redis.exceptions.RedisError as exc:
-                    # The lock expires on its own after lock_ttl.
-                    log.warning("could not release the Redis lock: %s", type(exc).__name__)
+                release = self._release_in_background(token)
+                await asyncio.wait({renewer})
+                await asyncio.shield(release)
+
+    def _release_in_background(self, token: str) -> asyncio.Task[None]:
+        """Release ``token`` in a task that outlives a cancelled caller."""
+        task = asyncio.create_task(self._release_token(token))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    async def _release_token(self, token: str) -> None:
+        try:
+            await self._release(keys=[self.lock_key], args=[self.channel, token])
+        except redis.exceptions.RedisError as exc:
+            # Reclaimed by our next lock(); expires on its own after lock_ttl otherwise.
+            self._stale = token
+            log.warning("could not release the Redis lock: %s", type(exc).__name__)
+        else:
+            if self._stale == token:
+                self._stale = None
+
+    async def _try_acquire(self, token: str, ttl_ms: int) -> bool:
+        try:
+            return bool(
+                await self._acquire_script(
+                    keys=[self.lock_key], args=[token, self._stale or "", ttl_ms]
+                )
+            )
+        except redis.exceptions.RedisError as exc:
+            raise self._error(exc, "lock") from exc
 
     async def _acquire(self, token: str) -> None:
         started = time.monotonic()
-        delay = 0.002
         ttl_ms = int(self.lock_ttl * 1000)
-        while True:
+        if await self._try_acquire(token, ttl_ms):
+            return
+        # Taken: listen for the holder's release, then try again (a message may be lost,
+        # so a short poll remains).
+        pubsub = self._client.pubsub()
+        try:
             try:
-                if await self._client.set(self.lock_key, token, nx=True, px=ttl_ms):
-                    log.debug(
-                        "redis lock acquired",
-                        extra={"key": self.lock_key, "waited_s": time.monotonic() - started},
-                    )
-                    return
+                await pubsub.subscribe(self.channel)
             except redis.exceptions.RedisError as exc:
                 raise self._error(exc, "lock") from exc
-            if time.monotonic() - started > self.lock_timeout:
-                raise StorageError(
-                    f"the refresh lock {self.lock_key!r} stayed taken for over "
-                    f"{self.lock_timeout:g} s; is another host's refresh hanging?"
-                )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.025)
+            while not await self._try_acquire(token, ttl_ms):
+                waited = time.monotonic() - started
+                if waited > self.lock_timeout:
+                    raise StorageError(
+                        f"the refresh lock {self.lock_key!r} stayed taken for over "
+                        f"{self.lock_timeout:g} s; is another host's refresh hanging?"
+                    )
+                try:
+                    await pubsub.get_message(
+                        ignore_subscribe_messages=True,
+                        timeout=min(_WAKE_FALLBACK, self.lock_timeout - waited + 0.001),
+                    )
+                except redis.exceptions.RedisError as exc:
+                    _check_cancelled()
+                    raise self._error(exc, "lock") from exc
+                _check_cancelled()  # see changes()
+        finally:
+            with contextlib.suppress(redis.exceptions.RedisError):
+                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+        log.debug(
+            "redis lock acquired",
+            extra={"key": self.lock_key, "waited_s": time.monotonic() - started},
+        )
 
     async def _keep_alive(self, token: str) -> None:
         ttl_ms = int(self.lock_ttl * 1000)
@@ -245,6 +410,7 @@ class RedisAuthStorage:
             try:
                 renewed = await self._renew(keys=[self.lock_key], args=[token, ttl_ms])
             except redis.exceptions.RedisError as exc:
+                _check_cancelled()
                 log.warning("could not renew the Redis lock: %s", type(exc).__name__)
                 continue
             if not renewed:
