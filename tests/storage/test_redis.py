@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import uuid
 from typing import TYPE_CHECKING
 
@@ -11,8 +13,16 @@ import redis.asyncio as aioredis
 from tests.conftest import FakeClock
 from tests.storage.test_contract import LOGIN
 from tests.support.redis_server import RedisServer
-from vandamme_oauth import RedisAuthStorage, StorageError, TokenManager
+from tests.test_token_manager import watch_adoptions
+from vandamme_oauth import (
+    NotAuthenticatedError,
+    RedisAuthStorage,
+    StorageError,
+    TokenManager,
+    ValidationError,
+)
 from vandamme_oauth._provider import ProviderConfig
+from vandamme_oauth.storage._redis import login_keys
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -155,3 +165,123 @@ async def test_restart_gives_typed_errors_then_recovers_without_losing_the_login
     finally:
         await storage.aclose()
         server.stop()
+
+
+def test_keys_of_one_login_share_a_hash_tag() -> None:
+    """Data, lock and channel hash to one cluster slot; a key with a tag keeps it."""
+    assert login_keys("vandamme:chatgpt") == (
+        "{vandamme:chatgpt}",
+        "{vandamme:chatgpt}:lock",
+        "{vandamme:chatgpt}:changes",
+    )
+    assert login_keys("app:{acct-7}:login") == (
+        "app:{acct-7}:login",
+        "app:{acct-7}:login:lock",
+        "app:{acct-7}:login:changes",
+    )
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "", "mysql://x"])
+def test_from_url_refuses_what_is_not_a_redis_url(url: str) -> None:
+    """Every bad URL is a ValidationError naming the accepted schemes."""
+    with pytest.raises(ValidationError, match="redis://"):
+        RedisAuthStorage.from_url(url, key="k")
+
+
+async def test_cancelled_lock_users_never_leave_the_lock_taken(
+    redis_server: RedisServer, key: str, raw: aioredis.Redis
+) -> None:
+    """Tasks sharing one storage object, cancelled at random points of lock() (the SET in
+    flight, holding, releasing), 100 rounds: afterwards the lock is free or ours to
+    reclaim, so the next lock() takes it at once."""
+    storage = RedisAuthStorage.from_url(redis_server.url, key=key, lock_timeout=5)
+    rng = random.Random(1201)
+
+    async def user() -> None:
+        async with storage.lock():
+            for _ in range(rng.randrange(3)):
+                await asyncio.sleep(0)
+
+    try:
+        for _ in range(100):
+            tasks = [asyncio.create_task(user()) for _ in range(3)]
+            for task in tasks:
+                for _ in range(rng.randrange(12)):
+                    await asyncio.sleep(0)
+                task.cancel()
+            await asyncio.wait(tasks)
+            while storage._background:
+                await asyncio.wait(set(storage._background))
+            holder = await raw.get(storage.lock_key)
+            assert holder is None or holder.decode() == storage._stale
+        async with storage.lock():
+            assert await raw.exists(storage.lock_key) == 1
+        assert await raw.exists(storage.lock_key) == 0
+    finally:
+        await storage.aclose()
+
+
+async def test_release_that_failed_in_a_restart_is_reclaimed_not_waited_out(
+    tmp_path: Path, key: str
+) -> None:
+    """The release fails because Redis is down; Redis comes back with the lock key (it
+    persists); our next lock() takes it over at once instead of waiting out its TTL."""
+    server = RedisServer(tmp_path)
+    server.start()
+    storage = RedisAuthStorage.from_url(server.url, key=key, lock_ttl=600, lock_timeout=2)
+    try:
+        async with storage.lock():
+            server.stop()
+        assert storage._stale is not None
+        server.start()
+        async with storage.lock():
+            pass
+        assert storage._stale is None
+    finally:
+        await storage.aclose()
+        server.stop()
+
+
+async def test_writes_clears_and_releases_are_published(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage], raw: aioredis.Redis
+) -> None:
+    """Watchers and lock waiters are woken by messages on the login's channel."""
+    a, _ = pair
+    pubsub = raw.pubsub()
+    await pubsub.subscribe(a.channel)
+    try:
+        await a.write_auth(LOGIN)
+        async with a.lock():
+            pass
+        await a.clear_auth()
+        seen = []
+        async with asyncio.timeout(10):  # a hang guard, not a measurement
+            while len(seen) < 3:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:  # None: a subscribe confirmation, or nothing yet
+                    seen.append(message["data"])
+        assert seen == [b"write", b"release", b"clear"]
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+async def test_a_relogin_on_another_host_reaches_a_running_manager(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """Host B stores a login for another account; host A's manager serves it without a
+    refresh (through its watcher); B's logout then makes A raise NotAuthenticatedError."""
+    a, b = pair
+    await a.write_auth(LOGIN)
+    clock = FakeClock(LOGIN.last_refresh)
+    async with TokenManager(PROVIDER, a, clock=clock) as manager:
+        assert await manager.get_access_token() == LOGIN.access_token
+        adopted = watch_adoptions(manager)
+        bob = LOGIN.replace(access_token="BOB-AT", refresh_token="BOB-RT", account_id="bob")
+        await b.write_auth(bob)
+        await adopted.wait()
+        assert (await manager.get_auth_data()).account_id == "bob"
+        adopted.clear()
+        await b.clear_auth()
+        await adopted.wait()
+        with pytest.raises(NotAuthenticatedError):
+            await manager.get_access_token()
