@@ -29,7 +29,7 @@ from vandamme_oauth import (
 from vandamme_oauth._times import MAX_LIFETIME
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from tests.conftest import FakeClock
 
@@ -717,12 +717,9 @@ async def test_a_new_login_written_elsewhere_is_adopted_by_the_watcher(
             expires_at=clock.now + 3600,
             last_refresh=clock.now,
         )
-        await storage.write_auth(other)
-        await adopted.wait()
+        await until_seen(adopted, lambda: m._token == "BOB", lambda: storage.write_auth(other))
         assert await m.get_access_token() == "BOB"
-        adopted.clear()
-        await storage.clear_auth()
-        await adopted.wait()
+        await until_seen(adopted, lambda: m._auth is None, storage.clear_auth)
         with pytest.raises(NotAuthenticatedError):
             await m.get_access_token()
     assert endpoint.calls == 0
@@ -739,6 +736,19 @@ def watch_adoptions(m: TokenManager) -> asyncio.Event:
 
     m._storage_changed = spy  # type: ignore[method-assign]
     return event
+
+
+async def until_seen(
+    adopted: asyncio.Event, seen: Callable[[], bool], change: Callable[[], Awaitable[object]]
+) -> None:
+    """Make ``change`` (again, if the watcher took its first reading after it) until the
+    watcher has handled it and ``seen()`` holds."""
+    while not seen():
+        adopted.clear()
+        await change()
+        waiter = asyncio.ensure_future(adopted.wait())
+        await asyncio.wait({waiter}, timeout=0.2)
+        waiter.cancel()
 
 
 async def test_polling_watcher_for_backends_that_cannot_notify(
@@ -771,8 +781,8 @@ async def test_polling_watcher_for_backends_that_cannot_notify(
     async with manager(storage, clock, http, watch_interval=0.01) as m:
         assert await m.get_access_token() == "AT0"
         adopted = watch_adoptions(m)
-        await storage.write_auth(login(clock, token="NEW"))
-        await adopted.wait()
+        new = login(clock, token="NEW")
+        await until_seen(adopted, lambda: m._token == "NEW", lambda: storage.write_auth(new))
         assert await m.get_access_token() == "NEW"
 
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.integration.test_fleet import expire
 from tests.support.user_agent import run_browser
+from vandamme_oauth import FileSystemAuthStorage
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -119,3 +122,50 @@ async def test_cli_login_status_token_logout(
     assert code == 1
     assert err.startswith("vandamme-oauth: ")
     assert len(err.strip().splitlines()) == 1
+
+
+async def test_ctrl_c_during_token_keeps_the_rotated_refresh_token(
+    oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """Ctrl-C while `token` waits for a refresh that the provider has already processed:
+    the CLI stores the answer before it exits (130, one line), so the login survives."""
+    home = tmp_path / "home"
+    code, _, err = await _cli_login(oidc_provider, home)
+    assert code == 0, err
+    storage = FileSystemAuthStorage(home, "work")
+    expired = await expire(storage)
+    before = oidc_provider.stats()
+    oidc_provider.set_token_latency(0, after_processing_ms=1500)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "vandamme_oauth",
+            "token",
+            "work",
+            "--home",
+            str(home),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "NO_PROXY": "*"},
+        )
+        # The provider has rotated the refresh token; its answer is still on the way.
+        await asyncio.to_thread(
+            oidc_provider.wait_for, "token_requests_processed", before["token_requests_processed"]
+        )
+        process.send_signal(signal.SIGINT)
+        out, err_bytes = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        oidc_provider.set_token_latency(0)
+    assert process.returncode == 130
+    assert err_bytes.decode().strip() == "vandamme-oauth: cancelled"
+    assert out == b""
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.refresh_token not in (None, expired.refresh_token)
+    code, out_text, err = await _cli("token", "work", home=home)
+    assert code == 0, err
+    assert out_text.strip() == stored.access_token
+    after = oidc_provider.stats()
+    assert after["refresh_token"] == before["refresh_token"] + 1
+    assert after["token_errors"] == before["token_errors"]

@@ -165,3 +165,50 @@ async def test_loopback_token_calls_are_never_proxied(
     clock = FakeClock(login.auth.expires_at + 1)
     async with TokenManager(provider_config, storage, clock=clock) as manager:
         assert await manager.get_access_token() != login.auth.access_token
+
+
+async def test_callers_cancelled_while_the_rotation_is_in_flight_lose_nothing(
+    provider_config: ProviderConfig, oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """Callers waiting at expiry time out or are cancelled after the provider rotated the
+    refresh token but before its answer arrived. The answer is still stored: the next call
+    is served without another refresh, the provider saw one refresh and no reuse, and a
+    fresh manager on the same storage serves the stored token."""
+    storage = FileSystemAuthStorage(tmp_path, "test")
+    login = await scripted_login(provider_config, storage)
+    assert login.auth.expires_at is not None
+    clock = FakeClock(login.auth.expires_at + 1)
+    before = oidc_provider.stats()
+    oidc_provider.set_token_latency(0, after_processing_ms=500)
+    try:
+        async with TokenManager(provider_config, storage, clock=clock) as manager:
+
+            async def impatient() -> str:
+                async with asyncio.timeout(0.05):
+                    return await manager.get_access_token()
+
+            cancelled = [asyncio.create_task(manager.get_access_token()) for _ in range(5)]
+            timed_out = [asyncio.create_task(impatient()) for _ in range(5)]
+            await asyncio.to_thread(
+                oidc_provider.wait_for,
+                "token_requests_processed",
+                before["token_requests_processed"],
+            )
+            for task in cancelled:
+                task.cancel()
+            done = await asyncio.gather(*cancelled, *timed_out, return_exceptions=True)
+            assert all(isinstance(r, asyncio.CancelledError) for r in done[:5])
+            assert all(isinstance(r, TimeoutError) for r in done[5:])
+            token = await manager.get_access_token()
+    finally:
+        oidc_provider.set_token_latency(0)
+    after = oidc_provider.stats()
+    assert after["refresh_token"] == before["refresh_token"] + 1
+    assert after["token_errors"] == before["token_errors"]
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.access_token == token != login.auth.access_token
+    assert stored.refresh_token != login.auth.refresh_token
+    async with TokenManager(provider_config, storage, clock=clock) as fresh:
+        assert await fresh.get_access_token() == token
+    assert oidc_provider.stats()["refresh_token"] == after["refresh_token"]

@@ -12,8 +12,11 @@ from typing import TYPE_CHECKING
 import filelock
 import pytest
 
+from tests.conftest import FakeClock
 from tests.storage.test_contract import LOGIN
-from vandamme_oauth import FileSystemAuthStorage, StorageError
+from tests.storage.test_redis import PROVIDER
+from tests.test_token_manager import until_seen, watch_adoptions
+from vandamme_oauth import FileSystemAuthStorage, NotAuthenticatedError, StorageError, TokenManager
 from vandamme_oauth.storage import list_logins
 
 if TYPE_CHECKING:
@@ -200,3 +203,24 @@ async def test_changes_yields_when_another_writer_replaces_the_file(tmp_path: Pa
     await other.clear_auth()
     await anext(changes)
     await changes.aclose()
+
+
+async def test_a_relogin_by_another_process_reaches_a_running_manager(tmp_path: Path) -> None:
+    """Another process (another storage object on the same file) stores a login for another
+    account: the running manager serves it without a refresh; a logout then raises
+    NotAuthenticatedError."""
+    ours = FileSystemAuthStorage(tmp_path, "p")
+    theirs = FileSystemAuthStorage(tmp_path, "p")
+    await ours.write_auth(LOGIN)
+    clock = FakeClock(LOGIN.last_refresh)
+    async with TokenManager(PROVIDER, ours, clock=clock, watch_interval=0.02) as manager:
+        assert await manager.get_access_token() == LOGIN.access_token
+        adopted = watch_adoptions(manager)
+        bob = LOGIN.replace(access_token="BOB-AT", refresh_token="BOB-RT", account_id="bob")
+        await until_seen(
+            adopted, lambda: manager._token == "BOB-AT", lambda: theirs.write_auth(bob)
+        )
+        assert (await manager.get_auth_data()).account_id == "bob"
+        await until_seen(adopted, lambda: manager._auth is None, theirs.clear_auth)
+        with pytest.raises(NotAuthenticatedError):
+            await manager.get_access_token()

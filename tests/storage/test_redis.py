@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from tests.conftest import FakeClock
 from tests.storage.test_contract import LOGIN
 from tests.support.redis_server import RedisServer
-from tests.test_token_manager import watch_adoptions
+from tests.test_token_manager import until_seen, watch_adoptions
 from vandamme_oauth import (
     NotAuthenticatedError,
     RedisAuthStorage,
@@ -277,11 +277,8 @@ async def test_a_relogin_on_another_host_reaches_a_running_manager(
         assert await manager.get_access_token() == LOGIN.access_token
         adopted = watch_adoptions(manager)
         bob = LOGIN.replace(access_token="BOB-AT", refresh_token="BOB-RT", account_id="bob")
-        await b.write_auth(bob)
-        await adopted.wait()
+        await until_seen(adopted, lambda: manager._token == "BOB-AT", lambda: b.write_auth(bob))
         assert (await manager.get_auth_data()).account_id == "bob"
-        adopted.clear()
-        await b.clear_auth()
-        await adopted.wait()
+        await until_seen(adopted, lambda: manager._auth is None, b.clear_auth)
         with pytest.raises(NotAuthenticatedError):
             await manager.get_access_token()
