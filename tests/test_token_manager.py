@@ -96,6 +96,11 @@ def no_watch_manager(
     return manager(storage, clock, http, watch_interval=None, **options)
 
 
+def state(m: TokenManager) -> ManagerState:
+    """The manager's state now (a call, so that type checkers do not narrow it)."""
+    return m.state
+
+
 async def settled(m: TokenManager) -> None:
     """Wait until the manager's refresh task (if any) has ended."""
     while (task := m._task) is not None:
@@ -127,7 +132,7 @@ async def test_twenty_callers_at_expiry_share_one_refresh(
         tasks = [asyncio.create_task(m.get_access_token()) for _ in range(20)]
         await endpoint.arrived.wait()
         assert not any(t.done() for t in tasks)
-        assert m.state is ManagerState.WAITING
+        assert state(m) is ManagerState.WAITING
         endpoint.gate.set()
         tokens = await asyncio.gather(*tasks)
     assert tokens == ["AT1"] * 20
@@ -192,9 +197,9 @@ async def test_transient_failure_serves_the_still_valid_token_then_backs_off(
         assert await m.get_access_token() == "AT0"
         await settled(m)
         assert endpoint.calls == 1
-        assert m.state is ManagerState.BACKING_OFF
+        assert state(m) is ManagerState.BACKING_OFF
         assert await m.get_access_token() == "AT0"
-        assert m.state is ManagerState.BACKING_OFF  # no second request yet
+        assert state(m) is ManagerState.BACKING_OFF  # no second request yet
         clock.advance(5)
         endpoint.fail = None
         assert await m.get_access_token() == "AT0"  # refreshing ahead: served at once
@@ -252,7 +257,7 @@ async def test_unknown_expiry_uses_the_fallback_lifetime(
     async with manager(storage, clock, http) as m:
         clock.advance(GENERIC.fallback_lifetime - 301)
         assert await m.get_access_token() == "AT0"
-        assert m.state is ManagerState.FRESH
+        assert state(m) is ManagerState.FRESH
         clock.advance(2)
         assert await m.get_access_token() == "AT0"
         await settled(m)
@@ -267,7 +272,7 @@ async def test_short_lived_tokens_use_half_their_life_as_margin(
     async with manager(storage, clock, http) as m:
         clock.advance(29)
         assert await m.get_access_token() == "AT0"
-        assert m.state is ManagerState.FRESH
+        assert state(m) is ManagerState.FRESH
         clock.advance(2)
         assert await m.get_access_token() == "AT0"
         await settled(m)
@@ -394,13 +399,13 @@ async def test_callers_inside_the_advisory_window_never_wait(
     async with manager(storage, clock, http) as m:
         tokens = [await m.get_access_token() for _ in range(50)]
         await endpoint.arrived.wait()
-        assert m.state is ManagerState.REFRESHING_AHEAD
+        assert state(m) is ManagerState.REFRESHING_AHEAD
         tokens += [await m.get_access_token() for _ in range(50)]
         assert tokens == ["AT0"] * 100
         endpoint.gate.set()
         await settled(m)
         assert await m.get_access_token() == "AT1"
-        assert m.state is ManagerState.FRESH
+        assert state(m) is ManagerState.FRESH
     assert endpoint.calls == 1
 
 
@@ -428,7 +433,7 @@ async def test_hung_endpoint_serves_the_valid_token_until_expiry_then_a_typed_er
             await endpoint.arrived.wait()
             clock.advance(21)  # expired now
             waiter = asyncio.create_task(m.get_access_token())
-            assert m.state is ManagerState.WAITING
+            assert state(m) is ManagerState.WAITING
             release.set()
             with pytest.raises(NetworkError):
                 await waiter
@@ -547,7 +552,7 @@ async def test_backoff_is_measured_from_the_end_of_a_slow_failure(
         await settled(m)
         clock.advance(0.5)
         assert await m.get_access_token() == "AT0"
-        assert m.state is ManagerState.BACKING_OFF
+        assert state(m) is ManagerState.BACKING_OFF
         await settled(m)
     assert endpoint.calls == 1
 
@@ -566,7 +571,7 @@ async def test_retry_after_is_honoured_up_to_max_backoff(
         await settled(m)
         clock.advance(59)
         assert await m.get_access_token() == "AT0"
-        assert m.state is ManagerState.BACKING_OFF
+        assert state(m) is ManagerState.BACKING_OFF
         assert endpoint.calls == 1
         clock.advance(2)
         endpoint.answer = None
@@ -587,7 +592,7 @@ async def test_dead_refresh_token_serves_the_valid_token_then_raises(
     async with manager(storage, clock, http) as m:
         assert await m.get_access_token() == "AT0"
         await settled(m)
-        assert m.state is ManagerState.DEAD
+        assert state(m) is ManagerState.DEAD
         clock.advance(150)
         assert await m.get_access_token() == "AT0"
         clock.advance(51)
@@ -809,7 +814,7 @@ async def test_first_call_serves_a_stored_token_in_the_margin_without_waiting(
     async with manager(storage, clock, http) as m:
         assert await m.get_access_token() == "AT0"
         await endpoint.arrived.wait()
-        assert m.state is ManagerState.REFRESHING_AHEAD
+        assert state(m) is ManagerState.REFRESHING_AHEAD
         endpoint.gate.set()
         await settled(m)
         assert await m.get_access_token() == "AT1"

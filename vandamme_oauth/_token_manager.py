@@ -68,7 +68,7 @@ from ._exceptions import (
 from ._token_client import TokenClient
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncGenerator, Callable
 
     import httpx
 
@@ -558,10 +558,10 @@ class TokenManager(AsyncClosing):
             self._adopt(stored)
 
 
-async def _watch(ref: weakref.ref[TokenManager], changes: AsyncIterator[None]) -> None:
+async def _watch(ref: weakref.ref[TokenManager], changes: AsyncGenerator[None, None]) -> None:
     """Feed storage changes to the manager while it lives (a weak reference: a manager
     that is dropped without ``aclose()`` still ends its watcher)."""
-    async with contextlib.aclosing(changes):  # type: ignore[type-var]
+    async with contextlib.aclosing(changes):
         async for _ in changes:
             manager = ref()
             if manager is None:
@@ -573,7 +573,7 @@ async def _watch(ref: weakref.ref[TokenManager], changes: AsyncIterator[None]) -
             del manager
 
 
-async def _poll(storage: AuthStorage, interval: float) -> AsyncIterator[None]:
+async def _poll(storage: AuthStorage, interval: float) -> AsyncGenerator[None, None]:
     """For backends that cannot notify: read the login every ``interval`` seconds and yield
     when it differs from the last reading."""
     last: object = None

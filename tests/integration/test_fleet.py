@@ -27,7 +27,7 @@ from vandamme_oauth import (
 
 if TYPE_CHECKING:
     from tests.support.provider import RunningProvider
-    from tests.support.redis_server import RedisServer
+    from tests.support.redis_server import RedisCluster, RedisServer
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 
@@ -225,3 +225,31 @@ async def test_reactive_refresh_across_processes_adopts_the_winner(
         b.report_unauthorized(old)
         assert await b.get_access_token() == new
     assert oidc_provider.stats()["refresh_token"] == before + 1
+
+
+async def test_four_hosts_on_a_cluster_refresh_once(
+    provider_config: ProviderConfig, oidc_provider: RunningProvider, redis_cluster: RedisCluster
+) -> None:
+    """4 processes x 250 callers on one login in the cluster at expiry: one refresh, one
+    token for all, no invalid_grant."""
+    key = f"fleet:{uuid.uuid4().hex}"
+    client = redis_cluster.client()
+    storage = RedisAuthStorage(client, key=key)
+    try:
+        await scripted_login(provider_config, storage)
+        expired = await expire(storage)
+        config = {
+            "provider": provider_config.to_dict(),
+            "backend": "redis-cluster",
+            "nodes": redis_cluster.startup_nodes,
+            "key": key,
+            "callers": 250,
+        }
+        before = oidc_provider.stats()
+        results = await run_storm(oidc_provider, config, processes=4)
+        assert_one_refresh_for_all(results, before, oidc_provider.stats(), expired.access_token)
+        stored = await storage.read_auth()
+        assert stored is not None
+        assert stored.access_token == results[0]["tokens"][0]
+    finally:
+        await client.aclose()

@@ -213,7 +213,7 @@ async def test_cancelled_lock_users_never_leave_the_lock_taken(
             while storage._background:
                 await asyncio.wait(set(storage._background))
             holder = await raw.get(storage.lock_key)
-            assert holder is None or holder.decode() == storage._stale
+            assert holder is None or holder == (storage._stale or "").encode()
         async with storage.lock():
             assert await raw.exists(storage.lock_key) == 1
         assert await raw.exists(storage.lock_key) == 0
@@ -254,7 +254,7 @@ async def test_writes_clears_and_releases_are_published(
         async with a.lock():
             pass
         await a.clear_auth()
-        seen = []
+        seen: list[bytes] = []
         async with asyncio.timeout(10):  # a hang guard, not a measurement
             while len(seen) < 3:
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)

@@ -2,8 +2,9 @@
 
     python -m tests.support.fleet_worker CONFIG_JSON
 
-CONFIG_JSON: {"provider": {...}, "backend": "file"|"redis", "home": ..., "url": ...,
-"key": ..., "callers": N}. The worker prints "ready" once set up, waits for a line on stdin
+CONFIG_JSON: {"provider": {...}, "backend": "file"|"redis"|"redis-cluster", "home": ...,
+"url": ..., "nodes": [[host, port], ...] (cluster), "key": ..., "callers": N}. The worker
+prints "ready" once set up, waits for a line on stdin
 (the start signal, so that every process starts at the same instant), runs the callers and
 prints one JSON line: {"tokens": [distinct tokens], "errors": [error class names],
 "last_done": wall-clock time the last caller was served} (the benchmarks use it too).
@@ -29,8 +30,14 @@ from vandamme_oauth import (
 async def run(config: dict[str, Any]) -> dict[str, Any]:
     provider = ProviderConfig.from_dict(config["provider"])
     storage: AuthStorage
+    cluster = None
     if config["backend"] == "file":
         storage = FileSystemAuthStorage(config["home"], provider.name)
+    elif config["backend"] == "redis-cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        cluster = RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in config["nodes"]])
+        storage = RedisAuthStorage(cluster, key=config["key"])
     else:
         storage = RedisAuthStorage.from_url(config["url"], key=config["key"])
     last_done = 0.0
@@ -49,6 +56,8 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         )
     if isinstance(storage, RedisAuthStorage):
         await storage.aclose()
+    if cluster is not None:
+        await cluster.aclose()
     return {
         "tokens": sorted({r for r in results if isinstance(r, str)}),
         "errors": [type(r).__name__ for r in results if isinstance(r, BaseException)],

@@ -27,7 +27,7 @@ from .._exceptions import StorageError, ValidationError
 from ._base import AuthData
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
     import filelock
 
@@ -224,7 +224,7 @@ class FileSystemAuthStorage:
             return None
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
-    async def changes(self, *, interval: float = 0.5) -> AsyncIterator[None]:
+    async def changes(self, *, interval: float = 0.5) -> AsyncGenerator[None, None]:
         """Yield when the auth file was replaced, changed or removed: a cheap ``stat`` every
         ``interval`` seconds, in a worker thread."""
         last = await anyio.to_thread.run_sync(self._stat_sync)

@@ -7,7 +7,7 @@ import contextlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
     from ._base import AuthData
 
@@ -47,7 +47,7 @@ class InMemoryAuthStorage:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def changes(self, *, interval: float = 0.5) -> AsyncIterator[None]:
+    async def changes(self, *, interval: float = 0.5) -> AsyncGenerator[None, None]:
         """Yield after every write or clear (``interval`` is unused: writes notify)."""
         event = self._changed
         while True:

@@ -41,7 +41,7 @@ from .._exceptions import StorageError, ValidationError
 from ._base import AuthData, parse_stored
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
 __all__ = ["RedisAuthStorage"]
 
@@ -269,7 +269,7 @@ class RedisAuthStorage:
             return None
         return int(value or 0)
 
-    async def changes(self, *, interval: float = 0.5) -> AsyncIterator[None]:
+    async def changes(self, *, interval: float = 0.5) -> AsyncGenerator[None, None]:
         """Yield when the login was written or cleared by anyone: woken by the channel's
         messages, with a slow poll of ``version`` (every 10 intervals) for lost ones."""
         last = await self._version()

@@ -1,0 +1,77 @@
+"""RedisAuthStorage on a real three-node Redis Cluster: one slot per login, notifications
+and fencing (the storm across processes is in tests/integration/test_fleet.py)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+from redis.asyncio.cluster import RedisCluster
+
+from tests.conftest import FakeClock
+from tests.storage.test_contract import LOGIN
+from tests.storage.test_redis import PROVIDER
+from tests.test_token_manager import until_seen, watch_adoptions
+from vandamme_oauth import NotAuthenticatedError, RedisAuthStorage, StorageError, TokenManager
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from tests.support.redis_server import RedisCluster as Cluster
+
+
+@pytest.fixture
+async def hosts(redis_cluster: Cluster) -> AsyncIterator[tuple[RedisAuthStorage, RedisAuthStorage]]:
+    """Two hosts, each with its own cluster client, sharing one login."""
+    key = f"cluster:{uuid.uuid4().hex}"
+    clients = [redis_cluster.client(), redis_cluster.client()]
+    yield RedisAuthStorage(clients[0], key=key), RedisAuthStorage(clients[1], key=key)
+    for client in clients:
+        await client.aclose()
+
+
+async def test_every_key_of_a_login_lives_on_one_slot(
+    hosts: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """Data and lock hash to one slot, so the Lua scripts run on a cluster at all."""
+    a, _ = hosts
+    client = a._client
+    assert isinstance(client, RedisCluster)
+    assert client.keyslot(a.data_key) == client.keyslot(a.lock_key)
+    await a.write_auth(LOGIN)
+    async with a.lock():
+        assert await a.read_auth() == LOGIN
+        await a.write_auth(LOGIN.replace(access_token="AT2"))
+    assert (await a.read_auth()) == LOGIN.replace(access_token="AT2")
+
+
+async def test_fencing_works_on_a_cluster(
+    hosts: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """A login written by another host while we hold the lock is kept."""
+    a, b = hosts
+    await a.write_auth(LOGIN)
+    relogin = LOGIN.replace(access_token="NEW", refresh_token="NEW-RT")
+    async with a.lock():
+        await a.read_auth()
+        await b.write_auth(relogin)
+        with pytest.raises(StorageError, match="changed while we refreshed"):
+            await a.write_auth(LOGIN.replace(access_token="A-AT"))
+    assert await b.read_auth() == relogin
+
+
+async def test_a_relogin_on_another_host_reaches_a_manager_through_the_cluster(
+    hosts: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """Notifications cross the cluster: host B's re-login and logout reach host A."""
+    a, b = hosts
+    await a.write_auth(LOGIN)
+    async with TokenManager(PROVIDER, a, clock=FakeClock(LOGIN.last_refresh)) as manager:
+        assert await manager.get_access_token() == LOGIN.access_token
+        adopted = watch_adoptions(manager)
+        bob = LOGIN.replace(access_token="BOB-AT", refresh_token="BOB-RT", account_id="bob")
+        await until_seen(adopted, lambda: manager._token == "BOB-AT", lambda: b.write_auth(bob))
+        await until_seen(adopted, lambda: manager._auth is None, b.clear_auth)
+        with pytest.raises(NotAuthenticatedError):
+            await manager.get_access_token()
