@@ -22,6 +22,7 @@ from vandamme_oauth import (
     ValidationError,
 )
 from vandamme_oauth._provider import ProviderConfig
+from vandamme_oauth.storage import _redis as redis_storage
 from vandamme_oauth.storage._redis import login_keys
 
 if TYPE_CHECKING:
@@ -282,3 +283,31 @@ async def test_a_relogin_on_another_host_reaches_a_running_manager(
         await until_seen(adopted, lambda: manager._auth is None, b.clear_auth)
         with pytest.raises(NotAuthenticatedError):
             await manager.get_access_token()
+
+
+async def test_a_lock_waiter_is_woken_by_the_release_not_by_polling(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the fallback poll stretched to a minute, a waiter on another host still gets
+    the lock as soon as the holder releases it: the release message wakes it."""
+    monkeypatch.setattr(redis_storage, "_WAKE_FALLBACK", 60.0)
+    a, b = pair
+    entered, leave = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with a.lock():
+            entered.set()
+            await leave.wait()
+
+    async def waiter() -> None:
+        async with b.lock():
+            pass
+
+    held = asyncio.create_task(holder())
+    await entered.wait()
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    leave.set()
+    await held
+    async with asyncio.timeout(10):  # a hang guard: polling alone would take 60 s
+        await waiting
