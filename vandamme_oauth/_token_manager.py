@@ -354,14 +354,19 @@ class TokenManager(AsyncClosing):
         task = self._task
         if task is None:  # pragma: no cover - _start_refresh just set it
             raise OAuthError("no refresh task")
-        # asyncio.wait never cancels the task: a caller that leaves leaves alone.
-        await asyncio.wait({task})
-        if task.cancelled():
-            raise OAuthError("the refresh was abandoned because the TokenManager closed")
-        exc = task.exception()
-        if exc is not None:
+        # shield: a caller that leaves never cancels the task. (It also costs O(1) per
+        # waiter; asyncio.wait would unregister each waiter in O(waiters): quadratic.)
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or not current.cancelling()):
+                raise OAuthError(
+                    "the refresh was abandoned because the TokenManager closed"
+                ) from None
+            raise
+        except Exception as exc:
             raise _fresh(exc) from exc.__cause__
-        return task.result()
 
     # -- adopting logins ------------------------------------------------------------------------
 
