@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,7 @@ from vandamme_oauth import (
     AuthData,
     AuthorizationError,
     CallbackServerError,
+    CallbackTimeoutError,
     OAuthFlowError,
     StateMismatchError,
 )
@@ -48,7 +50,7 @@ async def test_form_post_callback_is_accepted() -> None:
                 f"http://127.0.0.1:{server.port}/auth/callback", data={"state": "s", "code": "c"}
             )
         assert answer.status_code == 302
-        assert answer.headers["Location"] == "/success"
+        assert answer.headers["Location"].startswith("/success?t=")
         assert await server.wait(5) is AUTH
 
 
@@ -174,3 +176,131 @@ async def test_no_bindable_loopback_is_a_clear_error() -> None:
     with pytest.raises(CallbackServerError, match=r"192\.0\.2\.1"):
         async with CallbackServer(accept, hosts=("192.0.2.1",)):
             pass  # pragma: no cover
+
+
+async def test_a_stray_success_request_neither_ends_nor_spoils_the_wait() -> None:
+    """GET /success before the callback (a prefetch, another tab) gets a 404 and leaves the
+    grace for the real browser: that one, sent with the ticket, gets the success page."""
+    async with CallbackServer(accept, success_grace=30) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        async with httpx.AsyncClient(trust_env=False) as client:
+            stray = await client.get(f"{base}/success")
+            assert stray.status_code == 404
+            waiting = asyncio.create_task(server.wait(5))
+            callback = await client.get(f"{base}/auth/callback", params={"state": "s", "code": "c"})
+            assert callback.status_code == 302
+            forged = await client.get(f"{base}/success", params={"t": "guess"})
+            assert forged.status_code == 404
+            assert not waiting.done()  # still lingering for the real browser
+            final = await client.get(f"{base}{callback.headers['Location']}")
+        assert final.status_code == 200
+        assert "Signed in" in final.text
+        assert await waiting is AUTH
+
+
+async def test_login_timeout_during_the_exchange_reports_its_true_outcome() -> None:
+    """The login timeout runs out while an accepted callback's exchange is in flight: the
+    wait goes on for the exchange and returns the stored login, not a timeout."""
+    arrived, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_exchange(params: Mapping[str, str]) -> AuthData:
+        arrived.set()
+        await release.wait()
+        return AUTH
+
+    async with (
+        CallbackServer(slow_exchange, success_grace=0) as server,
+        httpx.AsyncClient(trust_env=False) as client,
+    ):
+        callback = asyncio.create_task(
+            client.get(
+                f"http://127.0.0.1:{server.port}/auth/callback",
+                params={"state": "s", "code": "c"},
+            )
+        )
+        await arrived.wait()
+        waiting = asyncio.create_task(server.wait(0.01))
+        await asyncio.wait({waiting}, timeout=0.1)  # well past the login timeout
+        assert not waiting.done()
+        release.set()
+        assert await waiting is AUTH
+        assert (await callback).status_code == 302
+
+
+async def test_a_hung_exchange_is_bounded_by_exchange_timeout() -> None:
+    """An exchange that never finishes ends the login with CallbackTimeoutError naming the
+    exchange, after exchange_timeout."""
+    arrived = asyncio.Event()
+
+    async def hung(params: Mapping[str, str]) -> AuthData:
+        arrived.set()
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async with (
+        CallbackServer(hung, success_grace=0, exchange_timeout=0.05) as server,
+        httpx.AsyncClient(trust_env=False) as client,
+    ):
+        callback = asyncio.create_task(
+            client.get(
+                f"http://127.0.0.1:{server.port}/auth/callback",
+                params={"state": "s", "code": "c"},
+            )
+        )
+        await arrived.wait()
+        with pytest.raises(CallbackTimeoutError, match="code exchange"):
+            await server.wait(0.01)
+    with contextlib.suppress(httpx.HTTPError):
+        await callback
+
+
+async def test_cancelling_the_login_during_the_exchange_ends_it_at_once() -> None:
+    """A login cancelled while its exchange hangs closes the server promptly (the judgement
+    is cancelled; aiohttp's one-minute shutdown wait does not apply)."""
+    arrived = asyncio.Event()
+    cancelled = asyncio.Event()
+
+    async def hung(params: Mapping[str, str]) -> AuthData:
+        arrived.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+        raise AssertionError("unreachable")
+
+    listening = asyncio.Event()
+    port: list[int] = []
+
+    async def login() -> AuthData:
+        async with CallbackServer(hung, success_grace=0) as server:
+            port.append(server.port)
+            listening.set()
+            return await server.wait(60)
+
+    task = asyncio.create_task(login())
+    await listening.wait()
+    async with httpx.AsyncClient(trust_env=False) as client:
+        callback = asyncio.create_task(
+            client.get(
+                f"http://127.0.0.1:{port[0]}/auth/callback", params={"state": "s", "code": "c"}
+            )
+        )
+        await arrived.wait()
+        task.cancel()
+        async with asyncio.timeout(5):  # a hang guard; without the fix this takes a minute
+            await asyncio.wait({task})
+        assert cancelled.is_set()
+        with contextlib.suppress(httpx.HTTPError):
+            await callback
+    assert task.cancelled()
+
+
+async def test_submit_maps_each_verdict() -> None:
+    """Paste-back: a foreign state raises StateMismatchError and keeps waiting; the right
+    one is accepted; anything after the end is refused with False."""
+    async with CallbackServer(accept, success_grace=0) as server:
+        with pytest.raises(StateMismatchError):
+            await server.submit({"state": "x", "code": "c"})
+        assert await server.submit({"state": "s", "code": "c"}) is True
+        assert await server.submit({"state": "s", "code": "c"}) is False
+        assert await server.wait(5) is AUTH

@@ -6,15 +6,26 @@ keeps waiting. The outcome is one :class:`asyncio.Future`: the first callback wh
 matches completes it, whatever its outcome, so a state is used once. Every page is static or
 HTML-escaped and carries ``Cache-Control: no-store``, ``Referrer-Policy: no-referrer``, a
 restrictive CSP and ``Connection: close``. The access log is off: callback URLs hold codes.
+
+Each callback is judged in a task the server owns (one at a time), and the judgement ends in
+a :class:`Verdict`. The login ``timeout`` bounds the wait for the browser only: a callback
+that is being judged when it runs out (the code exchange in flight) gets ``exchange_timeout``
+more seconds, and its true outcome is reported. Closing the server (a cancelled login)
+cancels a judgement in flight, so cancellation ends the login at once. Only the browser whose
+callback was accepted is sent to ``/success?t=<ticket>``; a stray ``/success`` neither ends
+nor spoils the wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import errno
+import hmac
 import html
 import logging
+import secrets
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Self
@@ -32,7 +43,7 @@ from ._exceptions import (
 )
 from .storage._base import AuthData
 
-__all__ = ["CallbackServer"]
+__all__ = ["CallbackServer", "Verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +63,19 @@ _PAGE = """<!doctype html>
 <style>body{{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}}
 </style></head><body><h1>{title}</h1><p>{message}</p></body></html>
 """
+
+
+class Verdict(enum.Enum):
+    """How the judgement of one callback ended."""
+
+    ACCEPTED = "accepted"  #: the login is stored: send the browser to the success page
+    NOT_OURS = "not ours"  #: the state matches no pending login: refuse it, keep waiting
+    FAILED = "failed"  #: the login ended with an error (the provider's, or the exchange's)
+    BROKEN = "broken"  #: an unexpected error ended the login
+    FINISHED = "finished"  #: the login had already ended
+
+
+_STATUS = {Verdict.NOT_OURS: 400, Verdict.FAILED: 400, Verdict.BROKEN: 500, Verdict.FINISHED: 400}
 
 
 def _first_bindable(hosts: Sequence[str]) -> str:
@@ -90,6 +114,8 @@ class CallbackServer(AsyncClosing):
         also_ipv6: Also listen on ``::1`` (best effort) for ``localhost`` redirect URIs.
         cancel_busy_port: Send ``GET /cancel`` to a busy port and retry before moving on.
         success_grace: Seconds :meth:`wait` lingers for the browser to fetch ``/success``.
+        exchange_timeout: Seconds a callback already being judged when the login timeout
+            runs out gets to finish (its code exchange and storage write).
     """
 
     def __init__(
@@ -103,6 +129,7 @@ class CallbackServer(AsyncClosing):
         also_ipv6: bool = False,
         cancel_busy_port: bool = False,
         success_grace: float = 2.0,
+        exchange_timeout: float = 60.0,
     ) -> None:
         self._on_callback = on_callback
         self.path = path
@@ -112,8 +139,11 @@ class CallbackServer(AsyncClosing):
         self._also_ipv6 = also_ipv6
         self._cancel_busy_port = cancel_busy_port
         self._success_grace = success_grace
+        self._exchange_timeout = exchange_timeout
         self._runner: web.AppRunner | None = None
         self._judging = asyncio.Lock()
+        self._judgement: asyncio.Task[tuple[Verdict, str, str]] | None = None
+        self._ticket = secrets.token_urlsafe(16)
         self._result: asyncio.Future[AuthData] = asyncio.get_running_loop().create_future()
         self._success_served = asyncio.Event()
         self.port = 0
@@ -140,7 +170,9 @@ class CallbackServer(AsyncClosing):
         app.router.add_get("/success", self._handle_success)
         app.router.add_get("/cancel", self._handle_cancel)
         self.host = _first_bindable(self._hosts)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # shutdown_timeout: handlers still running at close (a cancelled judgement's) get a
+        # moment, not aiohttp's default minute.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=0.5)
         await runner.setup()
         try:
             for port in self._ports:
@@ -196,13 +228,20 @@ class CallbackServer(AsyncClosing):
             log.info("the busy port did not answer /cancel", extra={"port": port})
 
     async def close(self) -> None:
-        """Stop listening and release the port (idempotent)."""
+        """Stop listening and release the port (idempotent); a judgement in flight is
+        cancelled (the login was abandoned)."""
+        judgement = self._judgement
+        if judgement is not None and not judgement.done():
+            judgement.cancel()
+            await asyncio.wait({judgement})
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
             log.debug("callback server closed", extra={"port": self.port})
         if not self._result.done():
             self._result.cancel()
+        elif not self._result.cancelled():
+            self._result.exception()  # retrieved: nobody may be waiting any more
 
     # -- waiting ----------------------------------------------------------------------------
 
@@ -217,9 +256,20 @@ class CallbackServer(AsyncClosing):
             async with asyncio.timeout(timeout):
                 result = await asyncio.shield(self._result)
         except TimeoutError:
-            raise CallbackTimeoutError(
-                f"no login arrived at the callback within {timeout:g} s; start the login again"
-            ) from None
+            if self._judgement is None or self._judgement.done():
+                raise CallbackTimeoutError(
+                    f"no login arrived at the callback within {timeout:g} s; start the login again"
+                ) from None
+            # A callback arrived in time and is being exchanged: report how that ends.
+            log.info("login timeout reached while a callback is judged; waiting for it")
+            try:
+                async with asyncio.timeout(self._exchange_timeout):
+                    result = await asyncio.shield(self._result)
+            except TimeoutError:
+                raise CallbackTimeoutError(
+                    f"the code exchange did not finish within {self._exchange_timeout:g} s; "
+                    "is the provider's token endpoint reachable? Start the login again"
+                ) from None
         # Let the browser fetch the success page before the port closes; bounded.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._success_grace):
@@ -242,58 +292,66 @@ class CallbackServer(AsyncClosing):
         Raises:
             StateMismatchError: the parameters belong to no pending login; still waiting.
         """
-        verdict = await self._judge(params, source=source, judge=judge)
-        if verdict is None:
+        verdict, _, message = await self._judge(params, source=source, judge=judge)
+        if verdict is Verdict.ACCEPTED:
             self._success_served.set()  # no browser will fetch /success
-            return True
-        if verdict[0] == 409:
+        elif verdict is Verdict.FINISHED:
             return False
-        if verdict[0] == 400 and not self._result.done():
-            raise StateMismatchError(verdict[2])
+        elif verdict is Verdict.NOT_OURS:
+            raise StateMismatchError(message)
         return True
 
     async def _judge(
         self, params: Mapping[str, str], *, source: str, judge: OnCallback | None = None
-    ) -> tuple[int, str, str] | None:
-        """Run the callback judgement once; None on success, else (status, title, message)."""
+    ) -> tuple[Verdict, str, str]:
+        """Judge one callback in a task the server owns; (verdict, page title, message)."""
         async with self._judging:
             if self._result.done():
-                return 409, "Login already finished", "You can close this tab."
-            try:
-                auth = await (judge or self._on_callback)(params)
-            except StateMismatchError as exc:
-                log.warning(
-                    "callback rejected: state mismatch; still waiting", extra={"source": source}
-                )
-                return 400, "Sign-in link not recognised", exc.message
-            except OAuthError as exc:
-                log.warning(
-                    "callback ended the login with an error: %s", exc, extra={"source": source}
-                )
-                self._result.set_exception(exc)
-                return 400, "Sign-in failed", exc.message
-            except Exception as exc:
-                log.exception("callback handling failed")
-                self._result.set_exception(
-                    OAuthFlowError(f"the callback could not be handled: {type(exc).__name__}")
-                )
-                return 500, "Sign-in failed", "An internal error occurred; see the logs."
+                return Verdict.FINISHED, "Login already finished", "You can close this tab."
+            task = asyncio.create_task(self._run_judge(params, source, judge or self._on_callback))
+            self._judgement = task
+            # shield: a browser that disconnects does not abandon an exchange in flight.
+            return await asyncio.shield(task)
+
+    async def _run_judge(
+        self, params: Mapping[str, str], source: str, judge: OnCallback
+    ) -> tuple[Verdict, str, str]:
+        try:
+            auth = await judge(params)
+        except StateMismatchError as exc:
+            log.warning(
+                "callback rejected: state mismatch; still waiting", extra={"source": source}
+            )
+            return Verdict.NOT_OURS, "Sign-in link not recognised", exc.message
+        except OAuthError as exc:
+            log.warning("callback ended the login with an error: %s", exc, extra={"source": source})
+            self.fail(exc)
+            return Verdict.FAILED, "Sign-in failed", exc.message
+        except Exception as exc:
+            log.exception("callback handling failed")
+            self.fail(OAuthFlowError(f"the callback could not be handled: {type(exc).__name__}"))
+            return Verdict.BROKEN, "Sign-in failed", "An internal error occurred; see the logs."
+        if not self._result.done():
             self._result.set_result(auth)
-            log.info("callback accepted; tokens stored", extra={"source": source})
-            return None
+        log.info("callback accepted; tokens stored", extra={"source": source})
+        return Verdict.ACCEPTED, "Signed in", "You are signed in."
 
     async def _handle_callback(self, request: web.Request) -> web.StreamResponse:
         params: dict[str, str] = dict(request.query)
         if request.method == "POST":
             form = await request.post()
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
-        verdict = await self._judge(params, source=f"http-{request.method.lower()}")
-        if verdict is None:
-            raise web.HTTPFound("/success", headers=_HEADERS)
-        status, title, message = verdict
-        return _page(400 if status == 409 else status, title, message)
+        verdict, title, message = await self._judge(params, source=f"http-{request.method.lower()}")
+        if verdict is Verdict.ACCEPTED:
+            raise web.HTTPFound(f"/success?t={self._ticket}", headers=_HEADERS)
+        return _page(_STATUS[verdict], title, message)
 
     async def _handle_success(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("t", "")
+        if not self._result.done() or not hmac.compare_digest(ticket, self._ticket):
+            # Not the browser whose callback was accepted: it neither ends nor spoils the
+            # wait for that one.
+            return _page(404, "Not found", "No sign-in finished here.")
         self._success_served.set()
         return _page(200, "Signed in", "You are signed in. You can close this tab now.")
 

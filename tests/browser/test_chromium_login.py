@@ -77,7 +77,7 @@ async def test_login_in_a_real_browser(
         await page.click('button[type="submit"]')
         await page.wait_for_selector("text=Continue")
         await page.click('button[type="submit"]')
-        await page.wait_for_url("**/success")
+        await page.wait_for_url("**/success?t=*")
         auth = await task
         text = await page.inner_text("body")
     await context.close()
