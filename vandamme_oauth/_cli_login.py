@@ -21,7 +21,7 @@ from ._device import DeviceCode, DeviceFlow
 from ._exceptions import ValidationError
 from ._flow import OAuthFlow
 from ._headless import headless_reason
-from ._profiles import save_provider
+from ._profiles import delete_provider, load_provider, save_provider
 from ._provider import ProviderConfig, login_name
 from .storage._filesystem import FileSystemAuthStorage
 from .storage._keyring import KeyringAuthStorage
@@ -189,12 +189,25 @@ async def _browser_login(
 async def login(args: argparse.Namespace, home: Path) -> int:
     """Run ``vandamme-oauth login`` and return the exit code."""
     provider = await _provider(args)
+    # A home that cannot hold the login is reported now, before the browser opens, not
+    # after the code was exchanged.
+    await FileSystemAuthStorage(home, provider.name).ensure_home()
     storage = make_storage(args, home, provider.name)
-    if args.device:
-        auth = await _device_login(provider, storage)
-    else:
-        auth = await _browser_login(args, provider, storage)
+    # The profile (no secrets) goes first: tokens are never stored without it, so there is
+    # no login that `status` lists and `token` calls unknown. It is removed again if the
+    # login does not complete and there was none before.
+    had_profile = await load_provider(home, provider.name) is not None
     await save_provider(home, provider)
+    try:
+        if args.device:
+            auth = await _device_login(provider, storage)
+        else:
+            auth = await _browser_login(args, provider, storage)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            if not had_profile and await storage.read_auth() is None:
+                await delete_provider(home, provider.name)
+        raise
     who = auth.email or auth.account_id or "unknown account"
     print(f"Logged in to {provider.name} as {who}. Tokens stored in {where(storage)}.", flush=True)
     return 0

@@ -169,3 +169,66 @@ async def test_ctrl_c_during_token_keeps_the_rotated_refresh_token(
     after = oidc_provider.stats()
     assert after["refresh_token"] == before["refresh_token"] + 1
     assert after["token_errors"] == before["token_errors"]
+
+
+async def test_a_home_that_is_a_file_fails_before_the_browser_opens(
+    oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """`login --home FILE` says what is wrong in one line, before any URL is shown, and
+    exchanges nothing."""
+    home = tmp_path / "not-a-folder"
+    home.write_text("")
+    before = oidc_provider.stats()["authorization_code"]
+    code, out, err = await _cli(
+        "login",
+        "--issuer",
+        oidc_provider.issuer,
+        "--client-id",
+        oidc_provider.client_id,
+        "--no-browser",
+        home=home,
+    )
+    assert code == 1
+    assert "http" not in out
+    assert err.strip().splitlines() == [
+        f"vandamme-oauth: {home} is not a folder; pick another with --home or VANDAMME_OAUTH_HOME"
+    ]
+    assert oidc_provider.stats()["authorization_code"] == before
+
+
+async def test_an_abandoned_login_leaves_no_half_login(
+    oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """The provider profile is written before the browser opens (so tokens never exist
+    without it); Ctrl-C while waiting removes it again: nothing half-made remains."""
+    home = tmp_path / "home"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "vandamme_oauth",
+        "login",
+        "--issuer",
+        oidc_provider.issuer,
+        "--client-id",
+        oidc_provider.client_id,
+        "--name",
+        "work",
+        "--no-browser",
+        "--home",
+        str(home),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "NO_PROXY": "*"},
+    )
+    assert process.stdout is not None
+    while True:
+        line = await asyncio.wait_for(process.stdout.readline(), 60)
+        assert line, "the CLI exited before printing the URL"
+        if line.strip().startswith(b"http"):
+            break
+    # The profile is saved before any token can be: a login is never tokens alone.
+    assert (home / "work.provider.json").is_file()
+    process.send_signal(signal.SIGINT)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 130, err
+    assert sorted(p.name for p in home.iterdir()) == []

@@ -28,15 +28,103 @@ def mode(path: Path) -> int:
 
 
 async def test_files_are_private(tmp_path: Path) -> None:
-    """The folder is 0700 (tightened if it existed looser) and the file 0600."""
-    home = tmp_path / "home"
-    home.mkdir(mode=0o755)
-    os.chmod(home, 0o755)
-    storage = FileSystemAuthStorage(str(home), "p")
-    await storage.write_auth(LOGIN)
+    """A home the library creates is 0700 (whatever the umask) and the file 0600."""
+    home = tmp_path / "a" / "home"
+    old = os.umask(0o022)
+    try:
+        storage = FileSystemAuthStorage(str(home), "p")
+        await storage.write_auth(LOGIN)
+    finally:
+        os.umask(old)
     assert mode(home) == 0o700
     assert mode(storage.path) == 0o600
     assert storage.path == home / "p.json"
+
+
+async def test_an_existing_home_is_left_as_it_is(tmp_path: Path) -> None:
+    """A folder the user already has (say ``--home .``, 0755) keeps its mode; the login file
+    in it is still 0600."""
+    home = tmp_path / "mine"
+    home.mkdir()
+    os.chmod(home, 0o755)
+    storage = FileSystemAuthStorage(home, "p")
+    await storage.write_auth(LOGIN)
+    assert mode(home) == 0o755
+    assert mode(storage.path) == 0o600
+
+
+@pytest.mark.parametrize("folder_mode", [0o777, 0o1777, 0o775])
+async def test_a_home_others_can_write_is_refused(tmp_path: Path, folder_mode: int) -> None:
+    """A home writable by other users (like /tmp), directly or through a symlink, is a
+    StorageError before anything is written, and its mode is not changed."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, folder_mode)
+    link = tmp_path / "link"
+    link.symlink_to(shared)
+    for home in (shared, link):
+        storage = FileSystemAuthStorage(home, "p")
+        with pytest.raises(StorageError, match="other users"):
+            await storage.write_auth(LOGIN)
+        with pytest.raises(StorageError, match="other users"):
+            await storage.ensure_home()
+    assert mode(shared) == folder_mode
+    assert list(shared.iterdir()) == []
+
+
+async def test_ensure_home_refuses_a_file(tmp_path: Path) -> None:
+    """A home that is a regular file is reported by ensure_home() (before any login)."""
+    home = tmp_path / "file"
+    home.write_text("")
+    with pytest.raises(StorageError, match="not a folder"):
+        await FileSystemAuthStorage(home, "p").ensure_home()
+
+
+async def test_lock_file_that_is_a_symlink_is_a_storage_error(tmp_path: Path) -> None:
+    """A symlink where the lock file should be is refused with a StorageError, not
+    followed."""
+    storage = FileSystemAuthStorage(tmp_path / "home", "p")
+    await storage.ensure_home()
+    target = tmp_path / "elsewhere"
+    storage.lock_path.symlink_to(target)
+    with pytest.raises(StorageError, match="symbolic link"):
+        async with storage.lock():
+            pass
+    assert not target.exists()
+
+
+async def test_clear_removes_temporary_files_left_by_a_killed_write(tmp_path: Path) -> None:
+    """Logout leaves no token on disk: leftover ``.p.json.*.tmp`` files go too; other
+    logins' files stay."""
+    storage = FileSystemAuthStorage(tmp_path, "p")
+    await storage.write_auth(LOGIN)
+    leftover = tmp_path / ".p.json.123.456.tmp"
+    leftover.write_text("{}")
+    other = tmp_path / ".q.json.123.456.tmp"
+    other.write_text("{}")
+    await storage.clear_auth()
+    assert not storage.path.exists()
+    assert not leftover.exists()
+    assert other.exists()
+
+
+async def test_a_folder_that_cannot_be_synced_does_not_fail_the_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """os.replace succeeded: a folder fsync the platform refuses (Windows cannot open a
+    folder) is not reported as a failed write."""
+    storage = FileSystemAuthStorage(tmp_path, "p")
+    real_open = os.open
+
+    def no_folders(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        if os.fspath(path) == os.fspath(tmp_path):
+            raise PermissionError(13, "cannot open a folder here")
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", no_folders)
+    await storage.write_auth(LOGIN)
+    monkeypatch.undo()
+    assert await storage.read_auth() == LOGIN
 
 
 async def test_write_leaves_no_temporary_files(tmp_path: Path) -> None:

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import glob
 import json
 import logging
 import os
 import re
+import stat
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,15 +106,53 @@ class FileSystemAuthStorage:
     # -- blocking helpers, run in worker threads --------------------------------------------
 
     def _ensure_home(self) -> None:
+        """Create the home 0700 if it is missing. A folder that exists is left as it is (it
+        may be the user's own, such as ``--home .``), unless other users can write to it:
+        they could swap our files, so it is refused."""
         try:
-            self.home_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if self.home_dir.stat().st_mode & 0o077:
-                self.home_dir.chmod(0o700)
+            try:
+                self.home_dir.mkdir(mode=0o700, parents=True)
+            except FileExistsError:
+                pass
+            else:
+                self.home_dir.chmod(0o700)  # mkdir's mode is filtered by the umask
+                return
+            mode = self.home_dir.stat().st_mode
         except OSError as exc:
             raise StorageError(
                 f"cannot create the folder {self.home_dir}: {exc.strerror or exc}; "
                 "pick a writable folder with --home or VANDAMME_OAUTH_HOME"
             ) from exc
+        if not stat.S_ISDIR(mode):
+            raise StorageError(
+                f"{self.home_dir} is not a folder; pick another with --home or VANDAMME_OAUTH_HOME"
+            )
+        if os.name == "posix" and mode & 0o022:
+            raise StorageError(
+                f"the folder {self.home_dir} can be written by other users, who could replace "
+                "the login stored there; pick a private folder with --home or "
+                f"VANDAMME_OAUTH_HOME, or run 'chmod go-w {self.home_dir}'"
+            )
+
+    def check_home(self) -> None:
+        """Raise :class:`StorageError` now if the home cannot hold a login (blocking: call
+        it from a worker thread, or use :meth:`ensure_home`)."""
+        self._ensure_home()
+        if self.lock_path.is_symlink() or self.path.is_symlink():
+            raise StorageError(
+                f"{self.path} or its lock file is a symbolic link; remove it, or pick "
+                "another folder with --home"
+            )
+
+    async def ensure_home(self) -> None:
+        """Create the home folder (0700) if missing and check that it can hold a login:
+        a folder, not writable by other users. Call it before a login, so that a bad home is
+        reported before the browser opens rather than after the code is exchanged.
+
+        Raises:
+            StorageError: the home cannot be used; the message says what to do.
+        """
+        await anyio.to_thread.run_sync(self.check_home)
 
     # -- the file format: overridden by CodexAuthStorage ------------------------------------
 
@@ -173,21 +213,36 @@ class FileSystemAuthStorage:
             finally:
                 os.close(fd)
             os.replace(tmp, self.path)
-            dir_fd = os.open(self.home_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise StorageError(
                 f"cannot write {self.path}: {exc.strerror or exc}; the previous login is unchanged"
             ) from exc
+        self._sync_folder()
+
+    def _sync_folder(self) -> None:
+        """Make the rename durable (POSIX). The login is already in place: a platform that
+        cannot open a folder (Windows) or a failed sync is logged, never a failed write."""
+        if os.name != "posix":
+            return
+        try:
+            dir_fd = os.open(self.home_dir, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            log.debug("could not sync the folder %s: %s", self.home_dir, exc)
 
     def _clear_sync(self) -> None:
         try:
             self.path.unlink(missing_ok=True)
+            # Temporary files of writes that were killed midway hold tokens too.
+            for leftover in self.home_dir.glob(f".{glob.escape(self.path.name)}.*.tmp"):
+                leftover.unlink(missing_ok=True)
+        except FileNotFoundError:
+            return  # no home at all: nothing stored
         except OSError as exc:
             raise StorageError(f"cannot delete {self.path}: {exc.strerror or exc}") from exc
 
@@ -243,6 +298,11 @@ class FileSystemAuthStorage:
     def _try_lock_sync(self, flock: filelock.FileLock) -> bool:
         import filelock
 
+        if self.lock_path.is_symlink():
+            raise StorageError(
+                f"the lock file {self.lock_path} is a symbolic link; remove it (it is "
+                "recreated as a regular file)"
+            )
         try:
             flock.acquire(timeout=0)
         except filelock.Timeout:
