@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING
 
 import httpx
@@ -147,3 +148,39 @@ def test_retry_after_parsing() -> None:
     assert parse_retry_after(None) is None
     assert RetryPolicy().delay(0, 3.0) == 3.0
     assert 0 <= RetryPolicy(base_delay=1).delay(5, None) <= 8.0
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "kind"),
+    [
+        (400, "invalid_request", TokenEndpointError),
+        (400, "invalid_grant", ReauthenticationRequired),
+        (503, "temporarily_unavailable", TokenEndpointError),
+    ],
+)
+async def test_a_provider_echoing_the_refresh_token_never_leaks_it(
+    status: int, error: str, kind: type[Exception], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An error_description (and the rest of the body) that repeats the opaque refresh token
+    we sent: the token is in no message, attribute or log line."""
+    secret = "opaque-refresh-value-7f3a9"
+
+    def echo(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            status,
+            json={"error": error, "error_description": f"token {secret} is bad", "t": secret},
+        )
+
+    caplog.set_level(logging.DEBUG, logger="vandamme_oauth")
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(echo)) as http,
+        TokenClient(GENERIC, http_client=http, retry=RetryPolicy(attempts=1)) as client,
+    ):
+        with pytest.raises(kind) as caught:
+            await client.refresh(AuthData(access_token="AT", refresh_token=secret))
+    exc = caught.value
+    text = " ".join(
+        [str(exc), repr(exc), str(vars(exc)), *(r.getMessage() for r in caplog.records)]
+    )
+    assert secret not in text
+    assert "[redacted]" in str(exc.error_description)

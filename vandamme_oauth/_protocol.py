@@ -21,6 +21,7 @@ from ._exceptions import (
     IssuerMismatchError,
     StateMismatchError,
 )
+from ._redact import SECRET_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -48,6 +49,10 @@ class TokenRequest:
     url: str
     body_format: Literal["form", "json"]
     fields: tuple[tuple[str, str], ...] = field(repr=False)
+
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values this request carries (to redact them from any answer)."""
+        return tuple(v for k, v in self.fields if k in SECRET_FIELDS)
 
     def content(self) -> tuple[bytes, str]:
         """The encoded body and its Content-Type."""

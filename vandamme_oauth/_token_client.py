@@ -97,6 +97,7 @@ class TokenClient(AsyncClosing):
                 previous=previous,
                 url=request.url,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                secrets=request.secrets(),
             )
         except Exception as exc:
             log.warning(
@@ -172,7 +173,7 @@ class TokenClient(AsyncClosing):
                 status_code=response.status_code,
                 reason=response.reason_phrase,
                 url=request.url,
-                body=redact_body(response.text),
+                body=redact_body(response.text, secrets=request.secrets()),
             )
         log.info("token revoked", extra={"hint": hint})
         return True

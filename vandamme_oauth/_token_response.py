@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._exceptions import (
@@ -60,12 +60,12 @@ def error_code(body: object) -> str | None:
     return code if isinstance(code, str) else None
 
 
-def _error_description(body: object) -> str | None:
+def _error_description(body: object, secrets: Sequence[str]) -> str | None:
     if not isinstance(body, Mapping):
         return None
     error = body.get("error")
     text = error.get("message") if isinstance(error, Mapping) else body.get("error_description")
-    return redact_body(text, limit=200) if isinstance(text, str) else None
+    return redact_body(text, limit=200, secrets=secrets) if isinstance(text, str) else None
 
 
 def _json_or_none(body: bytes) -> object:
@@ -82,6 +82,7 @@ def token_error(
     grant: Grant,
     url: str = "",
     retry_after: float | None = None,
+    secrets: Sequence[str] = (),
 ) -> TokenError:
     """Classify a non-200 token-endpoint answer.
 
@@ -91,7 +92,8 @@ def token_error(
     """
     parsed = _json_or_none(body)
     code = error_code(parsed)
-    description = _error_description(parsed)
+    description = _error_description(parsed, secrets)
+    text = body.decode("utf-8", "replace")
     if grant == "refresh_token" and (status == 401 or code in PERMANENT_REFRESH_ERRORS):
         return ReauthenticationRequired(
             f"the provider rejected the refresh token ({code or f'HTTP {status}'}); log in again",
@@ -100,14 +102,14 @@ def token_error(
             error_description=description,
         )
     if parsed is None:
-        detail = f"a non-JSON answer: {redact_body(body.decode('utf-8', 'replace'), limit=120)!r}"
+        detail = f"a non-JSON answer: {redact_body(text, limit=120, secrets=secrets)!r}"
     else:
         detail = f"{code or 'no error code'}" + (f": {description}" if description else "")
     return TokenEndpointError(
         f"the token endpoint answered HTTP {status} to the {grant} request with {detail}",
         status_code=status,
         url=url,
-        body=redact_body(body.decode("utf-8", "replace")),
+        body=redact_body(text, secrets=secrets),
         retry_after=retry_after,
         error=code,
         error_description=description,
@@ -185,11 +187,13 @@ def parse_token_response(
     previous: AuthData | None = None,
     url: str = "",
     retry_after: float | None = None,
+    secrets: Sequence[str] = (),
 ) -> AuthData:
     """Turn a token-endpoint answer into :class:`AuthData`.
 
     For a refresh, pass the freshly read ``previous`` login: every response field is optional
     and missing ones are kept from it (above all the refresh token, RFC 6749 section 6).
+    ``secrets`` are the values the request carried: echoed back, they are redacted.
 
     Raises:
         ReauthenticationRequired: a refresh refused for good.
@@ -199,11 +203,19 @@ def parse_token_response(
             refresh token, ``salvage`` holds ``previous`` with that token in it.
     """
     if status != 200:
-        raise token_error(status, body, grant=grant, url=url, retry_after=retry_after)
+        raise token_error(
+            status, body, grant=grant, url=url, retry_after=retry_after, secrets=secrets
+        )
     payload = _json_or_none(body)
     try:
         return _parse_success(
-            payload, body, provider=provider, now=now, grant=grant, previous=previous
+            payload,
+            body,
+            provider=provider,
+            now=now,
+            grant=grant,
+            previous=previous,
+            secrets=secrets,
         )
     except TokenError as exc:
         # A refresh answer we cannot use may still carry the rotated refresh token: the old
@@ -220,11 +232,12 @@ def _parse_success(
     now: float,
     grant: Grant,
     previous: AuthData | None,
+    secrets: Sequence[str],
 ) -> AuthData:
     if not isinstance(payload, Mapping):
         raise TokenError(
             f"the token endpoint's {grant} answer is not a JSON object: "
-            f"{redact_body(body.decode('utf-8', 'replace'), limit=80)!r}"
+            f"{redact_body(body.decode('utf-8', 'replace'), limit=80, secrets=secrets)!r}"
         )
     access_token = payload.get("access_token")
     if not isinstance(access_token, str) or not access_token:
