@@ -18,6 +18,7 @@ from vandamme_oauth import (
     RetryPolicy,
     TokenClient,
     TokenEndpointError,
+    TokenError,
 )
 from vandamme_oauth._http_client import parse_retry_after
 
@@ -179,6 +180,7 @@ async def test_a_provider_echoing_the_refresh_token_never_leaks_it(
         with pytest.raises(kind) as caught:
             await client.refresh(AuthData(access_token="AT", refresh_token=secret))
     exc = caught.value
+    assert isinstance(exc, TokenError)
     text = " ".join(
         [str(exc), repr(exc), str(vars(exc)), *(r.getMessage() for r in caplog.records)]
     )

@@ -41,6 +41,7 @@ from ._exceptions import (
     OAuthFlowError,
     StateMismatchError,
 )
+from ._http_client import shared_ssl_context
 from .storage._base import AuthData
 
 __all__ = ["CallbackServer", "Verdict"]
@@ -221,7 +222,8 @@ class CallbackServer(AsyncClosing):
         # A stale login server (ours or the Codex CLI's) stops when asked at /cancel.
         url = f"http://127.0.0.1:{port}/cancel"
         try:
-            async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+            context = await shared_ssl_context()  # unused for http://, but never built here
+            async with httpx.AsyncClient(timeout=2.0, trust_env=False, verify=context) as client:
                 await client.get(url)
             log.info("asked the stale login server to stop", extra={"port": port})
         except httpx.HTTPError:

@@ -34,7 +34,7 @@ from ._exceptions import (
     TokenEndpointError,
     ValidationError,
 )
-from ._http_client import RetryPolicy, new_http_client
+from ._http_client import RetryPolicy
 from ._protocol import TokenRequest
 from ._token_client import TokenClient
 from ._token_response import error_code, parse_token_response, token_error
@@ -167,20 +167,15 @@ class DeviceFlow(AsyncClosing):
         self.provider = provider
         self.storage = storage
         self._on_code = on_code
-        self._owns_client = http_client is None
-        self._client = http_client or new_http_client()
         # Polls are never retried by the client once sent; the loop below does the backoff.
-        self._tokens = TokenClient(
-            provider, http_client=self._client, retry=RetryPolicy(attempts=1)
-        )
+        self._tokens = TokenClient(provider, http_client=http_client, retry=RetryPolicy(attempts=1))
         self._clock = clock
         self._sleep = sleep
         self._margin = safety_margin
 
     async def aclose(self) -> None:
         """Close the HTTP client if we created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        await self._tokens.aclose()
 
     async def request_code(self) -> DeviceCode:
         """Start the device login: ask the server for a user code."""

@@ -14,13 +14,24 @@ import random
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 
 import anyio
 import httpx
 
 from ._exceptions import NetworkError
 
-__all__ = ["RetryPolicy", "new_http_client", "parse_retry_after", "send_with_retries"]
+if TYPE_CHECKING:
+    import ssl
+
+__all__ = [
+    "RetryPolicy",
+    "new_http_client",
+    "open_http_client",
+    "parse_retry_after",
+    "send_with_retries",
+    "shared_ssl_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +72,35 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def new_http_client(*, timeout: float = 30.0) -> httpx.AsyncClient:
-    """An AsyncClient that honours proxy environment variables but never proxies loopback."""
-    direct = httpx.AsyncHTTPTransport()
+_ssl_context: ssl.SSLContext | None = None
+
+
+async def shared_ssl_context() -> ssl.SSLContext:
+    """The one SSL context of every client the library makes, built once, in a worker
+    thread: loading the CA bundle takes tens of milliseconds, never spent on the event loop.
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` are honoured, as httpx does."""
+    global _ssl_context
+    if _ssl_context is None:
+        # Two first callers may both build one; either is fine.
+        _ssl_context = await anyio.to_thread.run_sync(httpx.create_ssl_context)
+    return _ssl_context
+
+
+async def open_http_client(*, timeout: float = 30.0) -> httpx.AsyncClient:
+    """:func:`new_http_client` with the shared SSL context (nothing blocks the loop)."""
+    return new_http_client(timeout=timeout, verify=await shared_ssl_context())
+
+
+def new_http_client(
+    *, timeout: float = 30.0, verify: ssl.SSLContext | bool = True
+) -> httpx.AsyncClient:
+    """An AsyncClient that honours proxy environment variables but never proxies loopback.
+
+    ``verify=True`` loads the CA bundle here, blocking: in a coroutine use
+    :func:`open_http_client`."""
+    direct = httpx.AsyncHTTPTransport(verify=verify)
     return httpx.AsyncClient(
+        verify=verify,
         timeout=httpx.Timeout(timeout, connect=10.0),
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,

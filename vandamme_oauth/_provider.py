@@ -227,10 +227,10 @@ class ProviderConfig:
         Raises:
             DiscoveryError: no metadata document, or it is invalid or names another issuer.
         """
-        from ._http_client import RetryPolicy, new_http_client, send_with_retries
+        from ._http_client import RetryPolicy, open_http_client, send_with_retries
 
         require_endpoint_url(issuer, what="issuer")
-        client = http_client or new_http_client()
+        client = http_client or await open_http_client()
         errors: list[str] = []
         try:
             for url in well_known_urls(issuer):

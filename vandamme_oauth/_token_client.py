@@ -8,7 +8,13 @@ from typing import TYPE_CHECKING
 
 from ._closing import AsyncClosing
 from ._exceptions import HttpError, NetworkError
-from ._http_client import RetryPolicy, new_http_client, parse_retry_after, send_with_retries
+from ._http_client import (
+    RetryPolicy,
+    new_http_client,
+    parse_retry_after,
+    send_with_retries,
+    shared_ssl_context,
+)
 from ._protocol import (
     TokenRequest,
     code_exchange_request,
@@ -51,20 +57,29 @@ class TokenClient(AsyncClosing):
     ) -> None:
         self.provider = provider
         self._owns_client = http_client is None
-        self._client = http_client or new_http_client()
+        self._client = http_client  # ours is made on first use, off the event loop
         self._retry = retry or RetryPolicy()
         self._clock = clock
 
     async def aclose(self) -> None:
         """Close the HTTP client if we created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        client = self._client
+        if self._owns_client and client is not None:
+            self._client = None
+            await client.aclose()
+
+    async def _http(self) -> httpx.AsyncClient:
+        if self._client is None:
+            context = await shared_ssl_context()
+            if self._client is None:  # another call may have made it while we waited
+                self._client = new_http_client(verify=context)
+        return self._client
 
     async def post(self, request: TokenRequest, *, idempotent: bool) -> httpx.Response:
         """Send ``request``, retried only where that is safe (see :mod:`._http_client`)."""
         content, content_type = request.content()
         return await send_with_retries(
-            self._client,
+            await self._http(),
             "POST",
             request.url,
             idempotent=idempotent,

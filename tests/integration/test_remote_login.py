@@ -199,7 +199,8 @@ async def test_form_post_login(oidc_provider: RunningProvider) -> None:
         result = await run_browser(url)
         auth = await task
     assert result.final_status == 200
-    assert urlsplit(result.final_url).query == ""
+    assert urlsplit(result.final_url).query.startswith("t=")  # the ticket; no code
+    assert "code" not in result.final_url
     assert await storage.read_auth() == auth
 
 
