@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 from urllib.parse import parse_qsl, urlsplit
 
@@ -206,3 +207,21 @@ def test_revocation_bodies() -> None:
         "client_id": "app_EMoamEEZ73f0CkXaXp7hrann",
     }
     assert revoke_request(GENERIC.replace(revocation_endpoint=None), "RT", "x") is None
+
+
+def test_state_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The state comparison goes through hmac.compare_digest (a timing-safe comparison),
+    for a match and a mismatch alike: an ordinary == would let an attacker learn the state
+    byte by byte from response times."""
+    seen: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(a: bytes, b: bytes) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    assert judge({"state": "good", "code": "C"}) == "C"
+    with pytest.raises(StateMismatchError):
+        judge({"state": "bad", "code": "C"})
+    assert seen == [(b"good", b"good"), (b"bad", b"good")]

@@ -818,3 +818,38 @@ async def test_first_call_serves_a_stored_token_in_the_margin_without_waiting(
         endpoint.gate.set()
         await settled(m)
         assert await m.get_access_token() == "AT1"
+
+
+class CountingStorage(InMemoryAuthStorage):
+    """Counts reads and lock() entries: the hot path must do neither."""
+
+    def __init__(self, initial: AuthData) -> None:
+        super().__init__(initial)
+        self.reads = 0
+        self.locks = 0
+
+    async def read_auth(self) -> AuthData | None:
+        self.reads += 1
+        return await super().read_auth()
+
+    def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
+        self.locks += 1
+        return super().lock()
+
+
+async def test_the_hot_path_takes_no_lock_and_reads_no_storage(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """After the first call loaded the login, 10,000 calls on a valid token cost no storage
+    read, no lock and no suspension (each call completes without yielding to the loop)."""
+    storage = CountingStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        reads, locks = storage.reads, storage.locks
+        for _ in range(10_000):
+            call = m.get_access_token()
+            with pytest.raises(StopIteration) as done:
+                call.send(None)  # a coroutine that never suspends finishes on the first send
+            assert done.value.value == "AT0"
+        assert (storage.reads, storage.locks) == (reads, locks)
+    assert endpoint.calls == 0

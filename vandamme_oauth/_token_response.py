@@ -257,11 +257,12 @@ def _parse_success(
     refresh_token = optional("refresh_token")
     id_token = optional("id_token")
     scope = optional("scope")
+    # Only what this answer brings is read: the previous login's identity is already known.
+    account_id, email = _identity(provider, id_token, access_token)
     if previous is not None:
         refresh_token = refresh_token or previous.refresh_token
         id_token = id_token or previous.id_token
         scope = scope or previous.scope
-    account_id, email = _identity(provider, id_token, access_token)
     if previous is not None:
         account_id = account_id or previous.account_id
         email = email or previous.email

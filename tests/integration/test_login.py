@@ -13,12 +13,14 @@ import pytest
 from tests.integration.conftest import pending_login, scripted_login
 from tests.support.user_agent import run_browser
 from vandamme_oauth import (
+    AuthData,
     AuthorizationError,
     CallbackTimeoutError,
     InMemoryAuthStorage,
     IssuerMismatchError,
     OAuthFlow,
     ProviderConfig,
+    StorageError,
     decode_claims,
 )
 
@@ -211,3 +213,26 @@ async def test_cancellation_releases_the_port(provider_config: ProviderConfig) -
     port = urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0]).port
     assert port is not None
     assert _port_is_free(port)
+
+
+class RefusingStorage(InMemoryAuthStorage):
+    """Storage whose writes fail, as a full disk would."""
+
+    async def write_auth(self, data: AuthData) -> None:
+        raise StorageError("cannot write the login: disk full")
+
+
+async def test_a_login_that_cannot_be_stored_fails_loudly(
+    provider_config: ProviderConfig,
+) -> None:
+    """The code was exchanged but storage refused the tokens: authenticate() raises the
+    StorageError and the browser is told the sign-in failed, not that it succeeded."""
+    storage = RefusingStorage()
+    async with pending_login(provider_config, storage) as (task, url):
+        result = await run_browser(url)
+        with pytest.raises(StorageError, match="disk full"):
+            await task
+    assert result.final_status == 400
+    assert "Sign-in failed" in result.final_text
+    assert "disk full" in result.final_text
+    assert await storage.read_auth() is None

@@ -7,15 +7,16 @@ import json
 import os
 import random
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import filelock
+import httpx
 import pytest
 
 from tests.conftest import FakeClock
 from tests.storage.test_contract import LOGIN
 from tests.storage.test_redis import PROVIDER
-from tests.test_token_manager import until_seen, watch_adoptions
+from tests.test_token_manager import FakeTokenEndpoint, manager, until_seen, watch_adoptions
 from vandamme_oauth import FileSystemAuthStorage, NotAuthenticatedError, StorageError, TokenManager
 from vandamme_oauth.storage import list_logins
 
@@ -312,3 +313,48 @@ async def test_a_relogin_by_another_process_reaches_a_running_manager(tmp_path: 
         await until_seen(adopted, lambda: manager._auth is None, theirs.clear_auth)
         with pytest.raises(NotAuthenticatedError):
             await manager.get_access_token()
+
+
+class ObservedStorage(FileSystemAuthStorage):
+    """Sets ``blocked`` (thread-safely) when a lock attempt finds the lock taken."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.blocked = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+
+    def _try_lock_sync(self, flock: filelock.FileLock) -> bool:
+        taken = super()._try_lock_sync(flock)
+        if not taken:
+            self._loop.call_soon_threadsafe(self.blocked.set)
+        return taken
+
+
+async def test_the_file_lock_makes_a_second_process_adopt_instead_of_refreshing(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    """Two processes (two storage objects, two managers) on one expired login, interleaving
+    forced: A's refresh is held at the token endpoint; B then finds the file lock taken; A
+    finishes; B adopts A's token. One refresh request in all: without the lock, B would
+    spend the same refresh token again."""
+    endpoint = FakeTokenEndpoint()
+    expired = LOGIN.replace(expires_at=clock.now - 1, last_refresh=clock.now - 3600)
+    await FileSystemAuthStorage(tmp_path, "p").write_auth(expired)
+    endpoint.gate.clear()
+    async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint.handler)) as http:
+        a = manager(FileSystemAuthStorage(tmp_path, "p"), clock, http, watch_interval=None)
+        b_storage = ObservedStorage(tmp_path, "p")
+        b = manager(b_storage, clock, http, watch_interval=None)
+        async with a, b:
+            first = asyncio.create_task(a.get_access_token())
+            await endpoint.arrived.wait()
+            endpoint.arrived.clear()
+            second = asyncio.create_task(b.get_access_token())
+            blocked = asyncio.ensure_future(b_storage.blocked.wait())
+            posted = asyncio.ensure_future(endpoint.arrived.wait())
+            await asyncio.wait({blocked, posted}, return_when=asyncio.FIRST_COMPLETED)
+            blocked.cancel()
+            posted.cancel()
+            endpoint.gate.set()
+            assert await first == await second == "AT1"
+    assert endpoint.calls == 1
