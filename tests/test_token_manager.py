@@ -832,7 +832,7 @@ class CountingStorage(InMemoryAuthStorage):
         self.reads += 1
         return await super().read_auth()
 
-    def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
+    def lock(self) -> contextlib._AsyncGeneratorContextManager[None]:
         self.locks += 1
         return super().lock()
 
