@@ -89,3 +89,12 @@ def bench(session: nox.Session) -> None:
     # installs without .pyc files, and PYTHONDONTWRITEBYTECODE may be set).
     session.run("python", "-m", "compileall", "-q", "-j", "0", session.virtualenv.location, ".")
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def mutation(session: nox.Session) -> None:
+    """mutmut over the modules that carry the promises (not a default session). The last
+    line printed is `mutation score: KILLED/TOTAL killed (P%)`."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "tests"), "mutmut>=3.3")
+    session.run("mutmut", "run", *session.posargs, success_codes=[0, 1])
+    session.run("python", "scripts/mutation_score.py")
