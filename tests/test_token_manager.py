@@ -101,6 +101,13 @@ def state(m: TokenManager) -> ManagerState:
     return m.state
 
 
+async def stored_refresh_token(storage: AuthStorage) -> str | None:
+    """The refresh token storage holds now (failing if it holds no login)."""
+    stored = await storage.read_auth()
+    assert stored is not None
+    return stored.refresh_token
+
+
 async def settled(m: TokenManager) -> None:
     """Wait until the manager's refresh task (if any) has ended."""
     while (task := m._task) is not None:
@@ -458,9 +465,7 @@ async def test_cancelled_callers_do_not_lose_the_rotated_token(
         endpoint.gate.set()
         await settled(m)
         assert await m.get_access_token() == "AT1"
-    stored = await storage.read_auth()
-    assert stored is not None
-    assert stored.refresh_token == "RT1"
+    assert await stored_refresh_token(storage) == "RT1"
     assert endpoint.calls == 1
 
 
@@ -479,9 +484,7 @@ async def test_caller_timeout_does_not_cancel_the_refresh(
         endpoint.gate.set()
         await settled(m)
     assert (await storage.read_auth()) == (await storage.read_auth())
-    stored = await storage.read_auth()
-    assert stored is not None
-    assert stored.refresh_token == "RT1"
+    assert await stored_refresh_token(storage) == "RT1"
 
 
 async def test_aclose_waits_for_the_refresh_in_flight_to_be_stored(
@@ -497,9 +500,7 @@ async def test_aclose_waits_for_the_refresh_in_flight_to_be_stored(
     closing = asyncio.create_task(m.aclose())
     endpoint.gate.set()
     await closing
-    stored = await storage.read_auth()
-    assert stored is not None
-    assert stored.refresh_token == "RT1"
+    assert await stored_refresh_token(storage) == "RT1"
     assert m._task is None
 
 
@@ -629,9 +630,7 @@ async def test_any_write_failure_keeps_the_rotated_token_in_memory(
         clock.advance(2)
         assert await m.get_access_token() == "AT1"
         await settled(m)
-    stored = await storage.read_auth()
-    assert stored is not None
-    assert stored.refresh_token == "RT1"
+    assert await stored_refresh_token(storage) == "RT1"
     assert endpoint.calls == 1
 
 
@@ -646,9 +645,7 @@ async def test_aclose_stores_a_login_held_in_memory(
     assert await m.get_access_token() == "AT1"
     storage.error = None
     await m.aclose()
-    stored = await storage.read_auth()
-    assert stored is not None
-    assert stored.refresh_token == "RT1"
+    assert await stored_refresh_token(storage) == "RT1"
 
 
 @pytest.mark.parametrize(
@@ -674,10 +671,9 @@ async def test_absurd_expires_in_is_typed_and_the_rotated_token_kept(
     ):
         with pytest.raises(TokenError, match="expires_in"):
             await m.get_access_token()
-    stored = await storage.read_auth()
-    assert stored is not None
-    assert stored.refresh_token == "RT1"
-    assert stored.access_token == "AT0"
+    assert await storage.read_auth() == login(clock.__class__(clock.now - 3601)).replace(
+        refresh_token="RT1"
+    )
     assert endpoint.calls == 1
 
 

@@ -23,8 +23,9 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 
 
-async def _cli(*args: str, home: Path) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
+async def _spawn_cli(*args: str, home: Path) -> asyncio.subprocess.Process:
+    """Start `python -m vandamme_oauth ARGS --home HOME` with its output piped."""
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "vandamme_oauth",
@@ -35,6 +36,10 @@ async def _cli(*args: str, home: Path) -> tuple[int, str, str]:
         stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "NO_PROXY": "*"},
     )
+
+
+async def _cli(*args: str, home: Path) -> tuple[int, str, str]:
+    process = await _spawn_cli(*args, home=home)
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
@@ -137,18 +142,7 @@ async def test_ctrl_c_during_token_keeps_the_rotated_refresh_token(
     before = oidc_provider.stats()
     oidc_provider.set_token_latency(0, after_processing_ms=1500)
     try:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "vandamme_oauth",
-            "token",
-            "work",
-            "--home",
-            str(home),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={**os.environ, "NO_PROXY": "*"},
-        )
+        process = await _spawn_cli("token", "work", home=home)
         # The provider has rotated the refresh token; its answer is still on the way.
         await asyncio.to_thread(
             oidc_provider.wait_for, "token_requests_processed", before["token_requests_processed"]
@@ -202,10 +196,7 @@ async def test_an_abandoned_login_leaves_no_half_login(
     """The provider profile is written before the browser opens (so tokens never exist
     without it); Ctrl-C while waiting removes it again: nothing half-made remains."""
     home = tmp_path / "home"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "vandamme_oauth",
+    process = await _spawn_cli(
         "login",
         "--issuer",
         oidc_provider.issuer,
@@ -214,11 +205,7 @@ async def test_an_abandoned_login_leaves_no_half_login(
         "--name",
         "work",
         "--no-browser",
-        "--home",
-        str(home),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, "NO_PROXY": "*"},
+        home=home,
     )
     assert process.stdout is not None
     while True:
