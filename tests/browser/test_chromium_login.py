@@ -85,7 +85,8 @@ async def test_login_in_a_real_browser(
     assert "You are signed in" in text
     final = urlsplit(page.url)
     assert final.path == "/success"
-    assert final.query == ""
+    assert final.query.startswith("t=")  # the success ticket; no code
+    assert "code" not in final.query
     assert final.hostname == "127.0.0.1"
     stored = await storage.read_auth()
     assert stored == auth
