@@ -68,6 +68,10 @@ class TokenClient(AsyncClosing):
             self._client = None
             await client.aclose()
 
+    async def open(self) -> None:
+        """Make the HTTP client now (off the event loop) rather than at the first request."""
+        await self._http()
+
     async def _http(self) -> httpx.AsyncClient:
         if self._client is None:
             context = await shared_ssl_context()

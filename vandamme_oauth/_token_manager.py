@@ -204,6 +204,12 @@ class TokenManager(AsyncClosing):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
+        """Start the watcher and prepare what a first refresh needs (the HTTP client and
+        SSL context, the storage's lock machinery), so that it costs only its round trip."""
+        await self._tokens.open()
+        prepare = getattr(self.storage, "prepare", None)
+        if callable(prepare):
+            await prepare()
         self._start_watcher()
         return self
 

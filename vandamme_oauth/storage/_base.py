@@ -199,6 +199,11 @@ class AuthStorage(Protocol):
     ``lock()`` excludes other refreshers of the same login: other coroutines, and for the
     file and Redis backends other processes and hosts. Hold it across re-read, refresh and
     write so a rotating refresh token is spent exactly once.
+
+    Optional, found by name: ``changes(*, interval)``, an async generator yielding whenever
+    the stored login may have changed (the :class:`TokenManager`'s watcher polls
+    ``read_auth()`` otherwise), and ``prepare()``, a coroutine that gets the backend ready
+    for a first refresh.
     """
 
     async def read_auth(self) -> AuthData | None:

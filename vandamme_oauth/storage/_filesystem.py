@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import glob
+import importlib
 import json
 import logging
 import os
@@ -271,6 +272,11 @@ class FileSystemAuthStorage:
     async def is_authenticated(self) -> bool:
         """True when the file exists and holds a readable login."""
         return await self.read_auth() is not None
+
+    async def prepare(self) -> None:
+        """Load the file-lock machinery in a worker thread ahead of the first ``lock()``
+        (importing it takes tens of milliseconds)."""
+        await anyio.to_thread.run_sync(importlib.import_module, "filelock")
 
     def _stat_sync(self) -> tuple[int, int, int] | None:
         try:
