@@ -304,3 +304,30 @@ async def test_submit_maps_each_verdict() -> None:
         assert await server.submit({"state": "s", "code": "c"}) is True
         assert await server.submit({"state": "s", "code": "c"}) is False
         assert await server.wait(5) is AUTH
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+async def test_a_foreign_listener_on_ipv6_loopback_moves_a_localhost_login_on() -> None:
+    """For a `localhost` redirect, another program on [::1]:port could receive the
+    browser's redirect: that port is given up for the next one, and with no port left the
+    error names the conflict."""
+    first, second = free_port(), free_port()
+    with socket.socket(socket.AF_INET6) as squatter:
+        squatter.bind(("::1", first))
+        squatter.listen()
+        async with CallbackServer(accept, ports=(first, second), also_ipv6=True) as server:
+            assert server.port == second
+        with pytest.raises(CallbackServerError, match=rf"\[::1\]:{first}"):
+            async with CallbackServer(accept, ports=(first,), also_ipv6=True):
+                pass  # pragma: no cover
+    async with CallbackServer(accept, ports=(first,), also_ipv6=True) as server:
+        assert server.port == first  # the port is free again: it was not leaked

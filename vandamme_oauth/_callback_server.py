@@ -145,6 +145,7 @@ class CallbackServer(AsyncClosing):
         self._judging = asyncio.Lock()
         self._judgement: asyncio.Task[tuple[Verdict, str, str]] | None = None
         self._ticket = secrets.token_urlsafe(16)
+        self._conflicts: list[str] = []  # addresses another program holds
         self._result: asyncio.Future[AuthData] = asyncio.get_running_loop().create_future()
         self._success_served = asyncio.Event()
         self.port = 0
@@ -189,8 +190,9 @@ class CallbackServer(AsyncClosing):
             raise
         await runner.cleanup()
         ports = " and ".join(str(p) for p in self._ports)
+        also = f" (another program holds {', '.join(self._conflicts)})" if self._conflicts else ""
         raise CallbackServerError(
-            f"cannot listen on 127.0.0.1 port {ports}: in use by another program. "
+            f"cannot listen on {self.host} port {ports}: in use by another program{also}. "
             f"Finish or stop the other login (e.g. 'lsof -i :{self._ports[0]}' shows who)"
         )
 
@@ -212,11 +214,25 @@ class CallbackServer(AsyncClosing):
                     await asyncio.sleep(0.2)  # the stale server needs a moment to close
                 continue
             self.port = runner.addresses[-1][1]
-            if self._also_ipv6:
-                with contextlib.suppress(OSError):
-                    await web.TCPSite(runner, "::1", self.port).start()
-            return True
+            return not self._also_ipv6 or await self._bind_ipv6_too(runner, site)
         return False
+
+    async def _bind_ipv6_too(self, runner: web.AppRunner, ipv4: web.TCPSite) -> bool:
+        """For ``localhost`` redirects: also listen on ``[::1]:port``, since a browser may
+        resolve localhost to ::1 (SECURITY.md). A machine without IPv6 loopback is fine;
+        another program on ``[::1]:port`` is not (it would receive the code): then the
+        IPv4 site is closed again and False moves on to the next port."""
+        try:
+            await web.TCPSite(runner, "::1", self.port).start()
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                log.info("no IPv6 loopback here; listening on IPv4 only", extra={"port": self.port})
+                return True
+            log.warning("[::1]:%d is taken by another program; trying the next port", self.port)
+            self._conflicts.append(f"[::1]:{self.port}")
+            await ipv4.stop()
+            return False
+        return True
 
     async def _send_cancel(self, port: int) -> None:
         # A stale login server (ours or the Codex CLI's) stops when asked at /cancel.
