@@ -3,8 +3,9 @@ and fencing (the storm across processes is in tests/integration/test_fleet.py)."
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -14,6 +15,7 @@ from tests.storage.test_contract import LOGIN
 from tests.storage.test_redis import PROVIDER
 from tests.test_token_manager import until_seen, watch_adoptions
 from vandamme_oauth import NotAuthenticatedError, RedisAuthStorage, StorageError, TokenManager
+from vandamme_oauth.storage import _redis as redis_storage
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -75,3 +77,46 @@ async def test_a_relogin_on_another_host_reaches_a_manager_through_the_cluster(
         await until_seen(adopted, lambda: manager._auth is None, b.clear_auth)
         with pytest.raises(NotAuthenticatedError):
             await manager.get_access_token()
+
+
+async def test_changes_travel_as_sharded_messages_and_wake_lock_waiters(
+    hosts: tuple[RedisAuthStorage, RedisAuthStorage], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cluster the login's channel is a sharded channel on its own slot: a sharded
+    subscriber sees the write, and with the fallback poll stretched to a minute a lock
+    waiter on another host is still woken by the release."""
+    monkeypatch.setattr(redis_storage, "_WAKE_FALLBACK", 60.0)
+    a, b = hosts
+    assert a._sharded
+    await a.read_auth()  # the cluster client learns the slot map on its first command
+    listener: Any = a._client.pubsub()
+    await listener.ssubscribe(a.channel)
+    try:
+        await a.write_auth(LOGIN)
+        async with asyncio.timeout(10):  # a hang guard
+            while (message := await listener.get_sharded_message(timeout=1)) is None or (
+                message["type"] != "smessage"
+            ):
+                pass
+        assert message["data"] == b"write"
+    finally:
+        await listener.aclose()
+    entered, leave = asyncio.Event(), asyncio.Event()
+
+    async def holder() -> None:
+        async with a.lock():
+            entered.set()
+            await leave.wait()
+
+    async def waiter() -> None:
+        async with b.lock():
+            pass
+
+    held = asyncio.create_task(holder())
+    await entered.wait()
+    waiting = asyncio.create_task(waiter())
+    await asyncio.sleep(0)
+    leave.set()
+    await held
+    async with asyncio.timeout(10):  # a hang guard: polling alone would take 60 s
+        await waiting

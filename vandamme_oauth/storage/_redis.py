@@ -10,7 +10,8 @@ already has a ``{tag}`` keeps it):
   renewed while held, released only by its owner (compare-and-delete in Lua);
 - ``{vandamme:chatgpt}:changes``  a pub/sub channel: every write, clear and release
   publishes on it (from the same Lua script), so running managers see a new login at once
-  and lock waiters are woken by the holder instead of polling.
+  and lock waiters are woken by the holder instead of polling. On a Redis Cluster client it
+  is a sharded channel (``SPUBLISH``/``SSUBSCRIBE``, Redis 7+) on the login's own slot.
 
 Writes made while holding the lock are fenced: one Lua script checks that the lock still
 holds our token *and* that ``version`` is the one we read under the lock, so a holder whose
@@ -150,12 +151,20 @@ class RedisAuthStorage:
         self._local_lock = asyncio.Lock()
         self._stale: str | None = None  # a lock token of ours whose release is uncertain
         self._background: set[asyncio.Task[Any]] = set()
-        self._fenced_write = client.register_script(_FENCED_WRITE)
-        self._write = client.register_script(_WRITE)
-        self._clear = client.register_script(_CLEAR)
-        self._acquire_script = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
-        self._renew = client.register_script(_RENEW)
+        # On a cluster, sharded pub/sub: the channel shares the login's slot, so messages
+        # stay on its shard instead of crossing the whole cluster bus.
+        self._sharded = isinstance(client, aioredis.RedisCluster)
+
+        def script(text: str) -> Any:
+            publish = "'SPUBLISH'" if self._sharded else "'PUBLISH'"
+            return client.register_script(text.replace("'PUBLISH'", publish))
+
+        self._fenced_write = script(_FENCED_WRITE)
+        self._write = script(_WRITE)
+        self._clear = script(_CLEAR)
+        self._acquire_script = script(_ACQUIRE)
+        self._release = script(_RELEASE)
+        self._renew = script(_RENEW)
 
     @classmethod
     def from_url(cls, url: str, *, key: str, **kwargs: Any) -> RedisAuthStorage:
@@ -280,11 +289,9 @@ class RedisAuthStorage:
             while True:
                 try:
                     if not subscribed:
-                        await pubsub.subscribe(self.channel)
+                        await self._subscribe(pubsub)
                         subscribed = True
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=interval
-                    )
+                    message = await self._next_message(pubsub, interval)
                 except redis.exceptions.RedisError:
                     _check_cancelled()
                     subscribed, message = False, None
@@ -304,6 +311,22 @@ class RedisAuthStorage:
         finally:
             with contextlib.suppress(redis.exceptions.RedisError):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _subscribe(self, pubsub: Any) -> None:
+        if self._sharded:
+            await pubsub.ssubscribe(self.channel)
+        else:
+            await pubsub.subscribe(self.channel)
+
+    async def _next_message(self, pubsub: Any, timeout: float) -> dict[str, Any] | None:
+        """The next message on the channel within ``timeout`` seconds, or None."""
+        if self._sharded:
+            message = await pubsub.get_sharded_message(
+                ignore_subscribe_messages=True, timeout=timeout
+            )
+        else:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        return message if isinstance(message, dict) else None
 
     # -- the lock ---------------------------------------------------------------------------
 
@@ -376,7 +399,7 @@ class RedisAuthStorage:
         pubsub = self._client.pubsub()
         try:
             try:
-                await pubsub.subscribe(self.channel)
+                await self._subscribe(pubsub)
             except redis.exceptions.RedisError as exc:
                 raise self._error(exc, "lock") from exc
             while not await self._try_acquire(token, ttl_ms):
@@ -387,9 +410,8 @@ class RedisAuthStorage:
                         f"{self.lock_timeout:g} s; is another host's refresh hanging?"
                     )
                 try:
-                    await pubsub.get_message(
-                        ignore_subscribe_messages=True,
-                        timeout=min(_WAKE_FALLBACK, self.lock_timeout - waited + 0.001),
+                    await self._next_message(
+                        pubsub, min(_WAKE_FALLBACK, self.lock_timeout - waited + 0.001)
                     )
                 except redis.exceptions.RedisError as exc:
                     _check_cancelled()
