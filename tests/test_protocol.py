@@ -19,6 +19,7 @@ from vandamme_oauth._protocol import (
     build_authorization_url,
     code_exchange_request,
     parse_callback,
+    parse_pasted,
     refresh_request,
     revoke_request,
 )
@@ -225,3 +226,120 @@ def test_state_is_compared_in_constant_time(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(StateMismatchError):
         judge({"state": "bad", "code": "C"})
     assert seen == [(b"good", b"good"), (b"bad", b"good")]
+
+
+# -- the messages a user reads ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "message"),
+    [
+        (
+            {"state": "bad"},
+            StateMismatchError,
+            "the callback's state does not match this login (a stale tab or a forged request)",
+        ),
+        (
+            {"state": "good", "error": "access_denied", "error_description": "no thanks"},
+            AuthorizationError,
+            "the provider refused the login: access_denied: no thanks",
+        ),
+        (
+            {"state": "good", "error": "access_denied"},
+            AuthorizationError,
+            "the provider refused the login: access_denied",
+        ),
+        (
+            {"state": "good", "code": "C", "iss": "https://evil.example"},
+            IssuerMismatchError,
+            "the callback comes from issuer 'https://evil.example', not 'https://idp.example' "
+            "(possible mix-up attack)",
+        ),
+        (
+            {"state": "good"},
+            AuthorizationError,
+            "the callback carries neither a code nor an error",
+        ),
+    ],
+)
+def test_callback_errors_say_what_happened(
+    params: dict[str, str], error: type[Exception], message: str
+) -> None:
+    """Each refusal carries the exact, actionable message a user sees."""
+    with pytest.raises(error) as caught:
+        judge(params)
+    assert str(caught.value) == message
+
+
+def test_callback_error_fields_are_kept() -> None:
+    """error, error_description and error_uri travel on the exception (RFC 6749 4.1.2.1)."""
+    with pytest.raises(AuthorizationError) as caught:
+        judge(
+            {
+                "state": "good",
+                "error": "access_denied",
+                "error_description": "d",
+                "error_uri": "https://idp.example/e",
+            }
+        )
+    assert (caught.value.error, caught.value.error_description, caught.value.error_uri) == (
+        "access_denied",
+        "d",
+        "https://idp.example/e",
+    )
+
+
+def test_missing_iss_when_required_names_the_issuer() -> None:
+    """A provider that promises iss (RFC 9207) gets its callbacks without one refused."""
+    with pytest.raises(IssuerMismatchError) as caught:
+        judge({"state": "good", "code": "C"}, require_iss=True)
+    assert str(caught.value) == (
+        "the callback has no 'iss' but https://idp.example promises one (RFC 9207); "
+        "refusing the code"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "params", "bare"),
+    [
+        (
+            "http://127.0.0.1:1455/auth/callback?code=C&state=S",
+            {"code": "C", "state": "S"},
+            False,
+        ),
+        (
+            "  'http://localhost/cb?code=C&state=S&x='  ",
+            {"code": "C", "state": "S", "x": ""},
+            False,
+        ),
+        ("?code=C&state=S", {"code": "C", "state": "S"}, False),
+        ("code=C&state=S", {"code": "C", "state": "S"}, False),
+        ('"abc-DEF_123"', {"code": "abc-DEF_123"}, True),
+        ("x" * 4096, {"code": "x" * 4096}, True),
+    ],
+)
+def test_pasted_text_is_read(text: str, params: dict[str, str], bare: bool) -> None:
+    """A redirect URL, its query, or a bare code (quotes and spaces around are dropped)."""
+    assert parse_pasted(text) == (params, bare)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "nothing was pasted"),
+        ("  ''  ", "nothing was pasted"),
+        (
+            "http://127.0.0.1:1455/auth/callback",
+            "the pasted address has no query string: copy the full address of the page your "
+            "browser ended on (it contains code=... and state=...)",
+        ),
+        ("two words", "the pasted text is neither a redirect address nor a code"),
+        ("x" * 4097, "the pasted text is neither a redirect address nor a code"),
+    ],
+)
+def test_unusable_pastes_say_why(text: str, message: str) -> None:
+    """Nothing usable is an AuthorizationError with the reason, and no provider error."""
+    with pytest.raises(AuthorizationError) as caught:
+        parse_pasted(text)
+    assert str(caught.value) == message
+    assert caught.value.error is None

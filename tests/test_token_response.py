@@ -181,3 +181,62 @@ def test_error_code_shapes() -> None:
     assert error_code({"error": "b"}) == "b"
     assert error_code({"code": "c"}) == "c"
     assert error_code([1]) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "grant", "message", "description"),
+    [
+        (
+            503,
+            b'{"error": "temporarily_unavailable", "error_description": "try later"}',
+            "refresh_token",
+            "the token endpoint answered HTTP 503 to the refresh_token request with "
+            "temporarily_unavailable: try later",
+            "try later",
+        ),
+        (
+            400,
+            b'{"error": {"message": "bad", "code": "weird"}}',
+            "authorization_code",
+            "the token endpoint answered HTTP 400 to the authorization_code request with "
+            "weird: bad",
+            "bad",
+        ),
+        (
+            500,
+            b"{}",
+            "authorization_code",
+            "the token endpoint answered HTTP 500 to the authorization_code request with "
+            "no error code",
+            None,
+        ),
+        (
+            502,
+            b"<html>Bad gateway</html>",
+            "refresh_token",
+            "the token endpoint answered HTTP 502 to the refresh_token request with a non-JSON "
+            "answer: '<html>Bad gateway</html>'",
+            None,
+        ),
+    ],
+)
+def test_endpoint_errors_say_what_the_server_answered(
+    status: int, body: bytes, grant: Grant, message: str, description: str | None
+) -> None:
+    """The message names the status, the grant and the server's code and description."""
+    error = token_error(status, body, grant=grant, url="https://idp.example/token")
+    assert isinstance(error, TokenEndpointError)
+    assert str(error) == message
+    assert error.error_description == description
+    assert error.url == "https://idp.example/token"
+    assert error.status_code == status
+
+
+def test_permanent_refusal_says_to_log_in_again() -> None:
+    """A dead refresh token's message names the code and the next step."""
+    error = token_error(400, b'{"error": "invalid_grant"}', grant="refresh_token")
+    assert isinstance(error, ReauthenticationRequired)
+    assert str(error) == "the provider rejected the refresh token (invalid_grant); log in again"
+    assert error.status_code == 400
+    unnamed = token_error(401, b"", grant="refresh_token")
+    assert str(unnamed) == "the provider rejected the refresh token (HTTP 401); log in again"

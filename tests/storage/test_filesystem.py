@@ -18,7 +18,7 @@ from tests.storage.test_contract import LOGIN
 from tests.storage.test_redis import PROVIDER
 from tests.test_token_manager import FakeTokenEndpoint, manager, until_seen, watch_adoptions
 from vandamme_oauth import FileSystemAuthStorage, NotAuthenticatedError, StorageError, TokenManager
-from vandamme_oauth.storage import list_logins
+from vandamme_oauth.storage import default_home, list_logins
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -358,3 +358,23 @@ async def test_the_file_lock_makes_a_second_process_adopt_instead_of_refreshing(
             endpoint.gate.set()
             assert await first == await second == "AT1"
     assert endpoint.calls == 1
+
+
+def test_default_home_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$VANDAMME_OAUTH_HOME, else $XDG_CONFIG_HOME/vandamme-oauth, else
+    ~/.config/vandamme-oauth."""
+    monkeypatch.setenv("HOME", str(tmp_path / "user"))
+    monkeypatch.delenv("VANDAMME_OAUTH_HOME", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    assert default_home() == tmp_path / "user" / ".config" / "vandamme-oauth"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    assert default_home() == tmp_path / "xdg" / "vandamme-oauth"
+    monkeypatch.setenv("VANDAMME_OAUTH_HOME", "~/mine")
+    assert default_home() == tmp_path / "user" / "mine"
+    monkeypatch.setenv("VANDAMME_OAUTH_HOME", "")
+    assert default_home() == tmp_path / "xdg" / "vandamme-oauth"
+    assert (
+        FileSystemAuthStorage(provider="p").path == tmp_path / "xdg" / "vandamme-oauth" / "p.json"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import uuid
 from typing import TYPE_CHECKING
@@ -311,3 +312,41 @@ async def test_a_lock_waiter_is_woken_by_the_release_not_by_polling(
     await held
     async with asyncio.timeout(10):  # a hang guard: polling alone would take 60 s
         await waiting
+
+
+class _Said(logging.Handler):
+    """Sets ``event`` when a record containing ``words`` is logged."""
+
+    def __init__(self, words: str) -> None:
+        super().__init__()
+        self.words = words
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.words in record.getMessage():
+            self.event.set()
+
+
+async def test_a_held_lock_is_renewed_and_a_lost_one_is_noticed(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage], raw: aioredis.Redis
+) -> None:
+    """While held, the lock's TTL is renewed (every third of lock_ttl); if the key was
+    taken over meanwhile, the holder stops renewing and says so."""
+    a, _ = pair
+    a.lock_ttl = 0.3
+    said = _Said("expired while held")
+    logger = logging.getLogger("vandamme_oauth.storage._redis")
+    logger.addHandler(said)
+    try:
+        async with a.lock():
+            lowest = await raw.pttl(a.lock_key)
+            async with asyncio.timeout(10):  # a hang guard; each look is a Redis round trip
+                while (ttl := await raw.pttl(a.lock_key)) <= lowest:
+                    lowest = ttl
+            assert 0 < ttl <= 300  # renewed, to at most lock_ttl
+            await raw.set(a.lock_key, "someone-else", px=60_000)
+            async with asyncio.timeout(10):
+                await said.event.wait()
+    finally:
+        logger.removeHandler(said)
+    assert await raw.get(a.lock_key) == b"someone-else"
