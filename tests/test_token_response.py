@@ -240,3 +240,82 @@ def test_permanent_refusal_says_to_log_in_again() -> None:
     assert error.status_code == 400
     unnamed = token_error(401, b"", grant="refresh_token")
     assert str(unnamed) == "the provider rejected the refresh token (HTTP 401); log in again"
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [(None, "Bearer"), ("bearer", "Bearer"), ("BEARER", "Bearer"), ("DPoP", "DPoP")],
+)
+def test_token_type_is_normalised(sent: str | None, kept: str) -> None:
+    """Bearer in any case becomes "Bearer" (RFC 6749 7.1: case-insensitive); DPoP is kept
+    as sent; no token_type means Bearer."""
+    body: dict[str, object] = {"access_token": "AT"}
+    if sent is not None:
+        body["token_type"] = sent
+    assert parse(200, body).token_type == kept
+
+
+def test_a_refresh_answer_keeps_what_it_does_not_repeat() -> None:
+    """scope, email, account and id_token missing from a refresh answer are kept from the
+    login it refreshed; what the answer carries wins."""
+    previous = AuthData(
+        access_token="OLD",
+        refresh_token="RT",
+        id_token=make_jwt({"sub": "alice", "email": "alice@example.test"}),
+        account_id="alice",
+        email="alice@example.test",
+        scope="openid email",
+    )
+    bare = parse(200, {"access_token": "NEW"}, grant="refresh_token", previous=previous)
+    assert (bare.scope, bare.email, bare.account_id, bare.id_token, bare.refresh_token) == (
+        previous.scope,
+        previous.email,
+        previous.account_id,
+        previous.id_token,
+        "RT",
+    )
+    full = parse(
+        200,
+        {
+            "access_token": "NEW",
+            "scope": "openid",
+            "id_token": make_jwt({"sub": "bob", "email": "bob@example.test"}),
+        },
+        grant="refresh_token",
+        previous=previous,
+    )
+    assert (full.scope, full.email, full.account_id) == ("openid", "bob@example.test", "bob")
+    assert parse(200, {"access_token": "AT", "scope": "a b"}).scope == "a b"
+
+
+def test_a_broken_200_answer_is_quoted_redacted_and_short() -> None:
+    """A 200 answer that is not JSON: the message quotes at most 80 characters of it, with
+    the secrets we sent replaced, and bytes that are not UTF-8 do not break it."""
+    secret = "code-value-0123456789"
+    body = b"\xff<html>" + secret.encode() + b"x" * 200
+    with pytest.raises(TokenError) as caught:
+        parse_token_response(
+            200,
+            body,
+            provider=GENERIC,
+            now=NOW,
+            grant="authorization_code",
+            secrets=(secret,),
+        )
+    message = str(caught.value)
+    assert message.startswith(
+        "the token endpoint's authorization_code answer is not a JSON object: "
+        "'\ufffd<html>[redacted]x"
+    )
+    assert secret not in message
+    assert message.endswith("xxx…'")
+    assert len(message) < 160
+
+
+def test_an_unusable_expires_in_names_the_grant() -> None:
+    """The message says which answer was wrong."""
+    with pytest.raises(TokenError) as caught:
+        parse(200, {"access_token": "AT", "expires_in": -1}, grant="refresh_token")
+    assert str(caught.value) == (
+        "the token endpoint's refresh_token answer has an expires_in that is not positive"
+    )
