@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -849,3 +850,110 @@ async def test_the_hot_path_takes_no_lock_and_reads_no_storage(
             assert done.value.value == "AT0"
         assert (storage.reads, storage.locks) == (reads, locks)
     assert endpoint.calls == 0
+
+
+# -- the numbers the documentation promises ---------------------------------------------------
+
+
+def test_documented_defaults(clock: FakeClock, http: httpx.AsyncClient) -> None:
+    """refresh_margin 300 s, mandatory_margin 20 s, max_backoff 60 s, a watcher every
+    0.5 s, close_timeout 10 s (README, class docstring)."""
+    m = TokenManager(GENERIC, InMemoryAuthStorage(), http_client=http)
+    assert (
+        m.refresh_margin,
+        m.mandatory_margin,
+        m.max_backoff,
+        m.watch_interval,
+        m.close_timeout,
+    ) == (300.0, 20.0, 60.0, 0.5, 10.0)
+    assert m.state is ManagerState.EMPTY
+
+
+async def test_the_windows_start_exactly_where_documented(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """One second before expiry - margin: fresh. At expiry - margin: refreshing ahead. At
+    expiry - mandatory_margin: callers wait. The instants are inclusive."""
+    storage = InMemoryAuthStorage(login(clock))
+    start = clock.now
+    endpoint.gate.clear()
+    async with no_watch_manager(storage, clock, http) as m:
+        clock.now = start + 3600 - 300 - 0.001
+        assert await m.get_access_token() == "AT0"
+        assert state(m) is ManagerState.FRESH
+        clock.now = start + 3600 - 300
+        assert await m.get_access_token() == "AT0"
+        assert state(m) is ManagerState.REFRESHING_AHEAD
+        clock.now = start + 3600 - 20 - 0.001
+        assert state(m) is ManagerState.REFRESHING_AHEAD
+        clock.now = start + 3600 - 20
+        assert state(m) is ManagerState.WAITING
+        waiter = asyncio.create_task(m.get_access_token())
+        await endpoint.arrived.wait()
+        endpoint.gate.set()
+        assert await waiter == "AT1"
+    assert endpoint.calls == 1
+
+
+async def test_backoff_doubles_from_one_second_and_resets_with_a_new_refresh_token(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Transient failures back off 1 s, 2 s, 4 s (each counted from the failure); the
+    next attempt comes exactly then; a new login forgets the failures."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 250)
+    endpoint.fail = (503, {"error": "temporarily_unavailable"})
+    async with no_watch_manager(storage, clock, http) as m:
+        for attempt, delay in enumerate((1.0, 2.0, 4.0), start=1):
+            assert await m.get_access_token() == "AT0"
+            await settled(m)
+            assert endpoint.calls == attempt
+            clock.advance(delay - 0.001)
+            assert await m.get_access_token() == "AT0"
+            await settled(m)
+            assert endpoint.calls == attempt  # still backing off
+            clock.advance(0.001)
+        await storage.write_auth(login(clock, token="NEW").replace(refresh_token="RT-new"))
+        clock.advance(3600 - 250)
+        assert await m.get_access_token() == "NEW"  # adopted: earlier failures forgotten
+        await settled(m)
+        calls = endpoint.calls
+        clock.advance(1.0)
+        assert await m.get_access_token() == "NEW"
+        await settled(m)
+        assert endpoint.calls == calls + 1  # one second again, not eight
+
+
+async def test_async_with_prepares_the_storage(clock: FakeClock, http: httpx.AsyncClient) -> None:
+    """Entering the manager awaits the storage's optional prepare()."""
+
+    class Preparing(InMemoryAuthStorage):
+        prepared = False
+
+        async def prepare(self) -> None:
+            self.prepared = True
+
+    storage = Preparing(login(clock))
+    async with no_watch_manager(storage, clock, http):
+        assert storage.prepared
+
+
+async def test_a_failed_refresh_is_logged_once_with_the_next_attempt(
+    clock: FakeClock,
+    http: httpx.AsyncClient,
+    endpoint: FakeTokenEndpoint,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One WARNING per failed attempt, naming the error and when the next one comes."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 250)
+    endpoint.fail = (503, {"error": "temporarily_unavailable"})
+    caplog.set_level(logging.WARNING, logger="vandamme_oauth._token_manager")
+    async with no_watch_manager(storage, clock, http) as m:
+        await m.get_access_token()
+        await settled(m)
+    lines = [r.getMessage() for r in caplog.records if r.name == "vandamme_oauth._token_manager"]
+    assert lines == [
+        "refresh failed (the token endpoint answered HTTP 503 to the refresh_token request "
+        "with temporarily_unavailable); next attempt in 1 s"
+    ]
