@@ -957,3 +957,63 @@ async def test_a_failed_refresh_is_logged_once_with_the_next_attempt(
         "refresh failed (the token endpoint answered HTTP 503 to the refresh_token request "
         "with temporarily_unavailable); next attempt in 1 s"
     ]
+
+
+async def test_a_waiter_told_when_aclose_abandons_a_hung_refresh(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A caller waiting at expiry while aclose() gives up on a hung refresh gets a typed
+    error saying so, not a bare CancelledError."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3601)
+    endpoint.gate.clear()
+    m = manager(storage, clock, http, close_timeout=0.01)
+    waiter = asyncio.create_task(m.get_access_token())
+    await endpoint.arrived.wait()
+    await m.aclose()
+    with pytest.raises(OAuthError) as caught:
+        await waiter
+    assert str(caught.value) == "the refresh was abandoned because the TokenManager closed"
+    endpoint.gate.set()
+
+
+async def test_a_held_login_never_overwrites_a_newer_one_stored_meanwhile(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Our refreshed login could not be stored; meanwhile someone stored another login.
+    When storage works again we adopt theirs instead of overwriting it with ours."""
+    storage = ExplodingStorage(login(clock))
+    storage.error = StorageError("unreachable")
+    clock.advance(3601)
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT1"  # held in memory
+        other = login(clock, token="OTHER").replace(refresh_token="RT-other")
+        await InMemoryAuthStorage.write_auth(storage, other)  # another process, storage back
+        storage.error = None
+        clock.advance(2)
+        await m.get_access_token()
+        await settled(m)
+        assert await m.get_access_token() == "OTHER"
+    assert await storage.read_auth() == other
+
+
+async def test_aclose_says_once_that_a_held_login_could_not_be_stored(
+    clock: FakeClock,
+    http: httpx.AsyncClient,
+    endpoint: FakeTokenEndpoint,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """If storage still refuses at close, aclose() does not raise; it logs one ERROR, and
+    the write failure's own text (which may hold anything) is not logged, only its type."""
+    storage = ExplodingStorage(login(clock))
+    storage.error = RuntimeError("disk said RT1 is bad")
+    clock.advance(3601)
+    caplog.set_level(logging.ERROR, logger="vandamme_oauth._token_manager")
+    m = manager(storage, clock, http)
+    assert await m.get_access_token() == "AT1"
+    await m.aclose()
+    lines = [r.getMessage() for r in caplog.records if r.name == "vandamme_oauth._token_manager"]
+    assert lines == [
+        "the refreshed login could not be stored (RuntimeError); holding it in memory",
+        "closing with a refreshed login that storage would not take",
+    ]
