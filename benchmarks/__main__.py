@@ -482,7 +482,7 @@ async def _fleet_run(
 
 def _start_worker(config: dict[str, Any]) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fleet_worker", json.dumps(config)],
+        [sys.executable, "-m", "harness.fleet_worker", json.dumps(config)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -493,7 +493,7 @@ def _start_worker(config: dict[str, Any]) -> subprocess.Popen[str]:
 
 
 async def main() -> None:
-    from tests.support.redis_server import RedisServer
+    from harness.redis_server import RedisServer
 
     await bench_hot_path()
     await bench_storm()

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.redis_server import RedisCluster, RedisServer
+from harness.redis_server import RedisCluster, RedisServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

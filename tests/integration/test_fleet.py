@@ -26,8 +26,8 @@ from vandamme_oauth import (
 )
 
 if TYPE_CHECKING:
+    from harness.redis_server import RedisCluster, RedisServer
     from tests.support.provider import RunningProvider
-    from tests.support.redis_server import RedisCluster, RedisServer
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def start_worker(config: dict[str, Any]) -> subprocess.Popen[str]:
     """Start one fleet worker process and wait until it reports ready."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fleet_worker", json.dumps(config)],
+        [sys.executable, "-m", "harness.fleet_worker", json.dumps(config)],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,

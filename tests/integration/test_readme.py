@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from harness.redis_server import RedisServer
 from tests.storage.test_codex import codex_file
 from tests.support.provider import RunningProvider
-from tests.support.redis_server import RedisServer
 from vandamme_oauth import AuthData, FileSystemAuthStorage, RedisAuthStorage
 
 pytestmark = [pytest.mark.integration]

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
-    from tests.support.redis_server import RedisServer
+    from harness.redis_server import RedisServer
 
 LOGIN = AuthData(
     access_token="AT",

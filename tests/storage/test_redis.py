@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import pytest
 import redis.asyncio as aioredis
 
+from harness.redis_server import RedisServer
 from tests.conftest import FakeClock
 from tests.storage.test_contract import LOGIN
-from tests.support.redis_server import RedisServer
 from tests.test_token_manager import until_seen, watch_adoptions
 from vandamme_oauth import (
     NotAuthenticatedError,

@@ -20,7 +20,7 @@ from vandamme_oauth.storage import _redis as redis_storage
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from tests.support.redis_server import RedisCluster as Cluster
+    from harness.redis_server import RedisCluster as Cluster
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """One process of a fleet: N concurrent get_access_token() calls on a shared storage.
 
-    python -m tests.support.fleet_worker CONFIG_JSON
+    python -m harness.fleet_worker CONFIG_JSON
 
 CONFIG_JSON: {"provider": {...}, "backend": "file"|"redis"|"redis-cluster", "home": ...,
 "url": ..., "nodes": [[host, port], ...] (cluster), "key": ..., "callers": N}. The worker
