@@ -236,3 +236,33 @@ async def test_a_login_that_cannot_be_stored_fails_loudly(
     assert "Sign-in failed" in result.final_text
     assert "disk full" in result.final_text
     assert await storage.read_auth() is None
+
+
+async def test_cancelling_a_login_while_its_code_exchange_hangs_ends_it_at_once(
+    provider_config: ProviderConfig, oidc_provider: RunningProvider
+) -> None:
+    """The browser came back and the code exchange hangs at the provider; cancelling the
+    login (Ctrl-C, a task cancel) ends it promptly and releases the port, instead of
+    waiting out the HTTP timeout and aiohttp's shutdown."""
+    storage = InMemoryAuthStorage()
+    started = oidc_provider.stats()["token_requests_started"]
+    oidc_provider.set_token_latency(60_000)
+    try:
+        async with pending_login(provider_config, storage) as (task, url):
+            browser = asyncio.create_task(run_browser(url))
+            await asyncio.to_thread(oidc_provider.wait_for, "token_requests_started", started)
+            port = urlsplit(parse_qs(urlsplit(url).query)["redirect_uri"][0]).port
+            task.cancel()
+            async with asyncio.timeout(5):  # a hang guard: before the fix, over 30 s
+                await asyncio.wait({task})
+            assert task.cancelled()
+            browser.cancel()
+            await asyncio.wait({browser})
+    finally:
+        oidc_provider.set_token_latency(0)
+    assert port is not None
+    with socket.socket() as sock:  # released: a new server can listen there (as aiohttp
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # does, past TIME_WAIT)
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    assert await storage.read_auth() is None
