@@ -191,6 +191,8 @@ async def test_a_stray_success_request_neither_ends_nor_spoils_the_wait() -> Non
             assert callback.status_code == 302
             forged = await client.get(f"{base}/success", params={"t": "guess"})
             assert forged.status_code == 404
+            bare = await client.get(f"{base}/success")
+            assert bare.status_code == 404
             assert not waiting.done()  # still lingering for the real browser
             final = await client.get(f"{base}{callback.headers['Location']}")
         assert final.status_code == 200
@@ -299,11 +301,28 @@ async def test_submit_maps_each_verdict() -> None:
     """Paste-back: a foreign state raises StateMismatchError and keeps waiting; the right
     one is accepted; anything after the end is refused with False."""
     async with CallbackServer(accept, success_grace=0) as server:
-        with pytest.raises(StateMismatchError):
+        with pytest.raises(StateMismatchError) as caught:
             await server.submit({"state": "x", "code": "c"})
+        assert str(caught.value) == "wrong state"
         assert await server.submit({"state": "s", "code": "c"}) is True
         assert await server.submit({"state": "s", "code": "c"}) is False
         assert await server.wait(5) is AUTH
+
+
+async def test_submit_judges_with_the_judge_it_is_given() -> None:
+    """Paste-back of a bare code is judged by its own judge (no state to check), not by the
+    callback judge."""
+    other = AuthData(access_token="OTHER")
+    seen: list[Mapping[str, str]] = []
+
+    async def bare_code(params: Mapping[str, str]) -> AuthData:
+        seen.append(params)
+        return other
+
+    async with CallbackServer(accept, success_grace=0) as server:
+        assert await server.submit({"code": "c"}, judge=bare_code) is True
+        assert await server.wait(5) is other
+    assert seen == [{"code": "c"}]
 
 
 def _ipv6_loopback() -> bool:
