@@ -11,6 +11,7 @@ import httpx
 import pytest
 from aiohttp import web
 
+from tests.integration.test_remote_login import ipv6_loopback
 from vandamme_oauth import (
     AuthData,
     AuthorizationError,
@@ -325,16 +326,7 @@ async def test_submit_judges_with_the_judge_it_is_given() -> None:
     assert seen == [{"code": "c"}]
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as sock:
-            sock.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 async def test_a_foreign_listener_on_ipv6_loopback_moves_a_localhost_login_on() -> None:
     """For a `localhost` redirect, another program on [::1]:port could receive the
     browser's redirect: that port is given up for the next one, and with no port left the

@@ -292,7 +292,12 @@ async def test_a_lock_waiter_is_woken_by_the_release_not_by_polling(
     """With the fallback poll stretched to a minute, a waiter on another host still gets
     the lock as soon as the holder releases it: the release message wakes it."""
     monkeypatch.setattr(redis_storage, "_WAKE_FALLBACK", 60.0)
-    a, b = pair
+    await waiter_is_woken_by_the_release(*pair)
+
+
+async def waiter_is_woken_by_the_release(a: RedisAuthStorage, b: RedisAuthStorage) -> None:
+    """A holds the lock, B waits for it; A releases: B gets it at once (within a hang guard
+    far below the stretched fallback poll)."""
     entered, leave = asyncio.Event(), asyncio.Event()
 
     async def holder() -> None:

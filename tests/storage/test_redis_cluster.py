@@ -12,7 +12,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from tests.conftest import FakeClock
 from tests.storage.test_contract import LOGIN
-from tests.storage.test_redis import PROVIDER
+from tests.storage.test_redis import PROVIDER, waiter_is_woken_by_the_release
 from tests.test_token_manager import until_seen, watch_adoptions
 from vandamme_oauth import NotAuthenticatedError, RedisAuthStorage, StorageError, TokenManager
 from vandamme_oauth.storage import _redis as redis_storage
@@ -101,22 +101,4 @@ async def test_changes_travel_as_sharded_messages_and_wake_lock_waiters(
         assert message["data"] == b"write"
     finally:
         await listener.aclose()
-    entered, leave = asyncio.Event(), asyncio.Event()
-
-    async def holder() -> None:
-        async with a.lock():
-            entered.set()
-            await leave.wait()
-
-    async def waiter() -> None:
-        async with b.lock():
-            pass
-
-    held = asyncio.create_task(holder())
-    await entered.wait()
-    waiting = asyncio.create_task(waiter())
-    await asyncio.sleep(0)
-    leave.set()
-    await held
-    async with asyncio.timeout(10):  # a hang guard: polling alone would take 60 s
-        await waiting
+    await waiter_is_woken_by_the_release(a, b)
