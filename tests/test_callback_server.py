@@ -342,3 +342,37 @@ async def test_a_foreign_listener_on_ipv6_loopback_moves_a_localhost_login_on() 
                 pass  # pragma: no cover
     async with CallbackServer(accept, ports=(first,), also_ipv6=True) as server:
         assert server.port == first  # the port is free again: it was not leaked
+
+
+@pytest.mark.parametrize(
+    ("params", "status", "title", "message"),
+    [
+        ({"state": "x"}, 400, "Sign-in link not recognised", "wrong state"),
+        ({"state": "s", "error": "access_denied"}, 400, "Sign-in failed", "access_denied"),
+        ({"state": "s", "boom": "1"}, 500, "Sign-in failed", "An internal error occurred; see"),
+    ],
+)
+async def test_each_verdict_has_its_page(
+    params: dict[str, str], status: int, title: str, message: str
+) -> None:
+    """Refused, failed and broken callbacks get their status, title and message (escaped
+    HTML); a broken judge ends the login with an OAuthFlowError naming only its type."""
+
+    async def judge(received: Mapping[str, str]) -> AuthData:
+        if "boom" in received:
+            raise RuntimeError("secret detail")
+        return await accept(received)
+
+    async with (
+        CallbackServer(judge, success_grace=0) as server,
+        httpx.AsyncClient(trust_env=False) as client,
+    ):
+        page = await client.get(f"http://127.0.0.1:{server.port}/auth/callback", params=params)
+        assert page.status_code == status
+        assert f"<title>{title}</title>" in page.text
+        assert message in page.text
+        assert "secret detail" not in page.text
+        if "boom" in params:
+            with pytest.raises(OAuthFlowError) as caught:
+                await server.wait(5)
+            assert str(caught.value) == "the callback could not be handled: RuntimeError"
