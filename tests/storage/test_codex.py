@@ -12,7 +12,13 @@ import respx
 
 from tests.conftest import FakeClock
 from tests.test_jwt_claims import make_jwt
-from vandamme_oauth import CodexAuthStorage, ProviderConfig, StorageError, TokenManager
+from vandamme_oauth import (
+    AuthData,
+    CodexAuthStorage,
+    ProviderConfig,
+    StorageError,
+    TokenManager,
+)
 
 NOW = 1_800_000_000
 ID_TOKEN = make_jwt(
@@ -93,14 +99,14 @@ async def test_write_keeps_unknown_keys_and_mode(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        (b'{"OPENAI_API_KEY": "sk"}', "no ChatGPT login"),
+        (b'{"OPENAI_API_KEY": null}', "no ChatGPT login"),
         (b"[]", "JSON object"),
         (b'{"tokens": {"access_token": ""}}', "no access token"),
         (b"{", "not valid JSON"),
     ],
 )
 async def test_unusable_codex_files(tmp_path: Path, content: bytes, reason: str) -> None:
-    """API-key-only, malformed or empty logins raise StorageError naming the file."""
+    """Malformed or empty logins raise StorageError naming the file."""
     (tmp_path / "auth.json").write_bytes(content)
     with pytest.raises(StorageError, match=reason) as caught:
         await CodexAuthStorage(tmp_path).read_auth()
@@ -130,3 +136,34 @@ async def test_manager_refreshes_the_codex_file_in_place(
     assert doc["tokens"]["refresh_token"] == "rt-2"
     assert doc["tokens"]["id_token"] == ID_TOKEN  # kept: the answer had none
     assert doc["auth_mode"] == "chatgpt"
+
+
+async def test_an_api_key_login_is_valid_and_kept(tmp_path: Path) -> None:
+    """A file that holds only OPENAI_API_KEY (a Codex API-key login) is not corrupt: it
+    holds no ChatGPT login; a ChatGPT login written into it keeps the key; logging out
+    removes the tokens and keeps the key."""
+    path = tmp_path / "auth.json"
+    path.write_text('{"OPENAI_API_KEY": "sk-kept", "future": 1}')
+    storage = CodexAuthStorage(tmp_path)
+    assert await storage.read_auth() is None
+    assert not await storage.is_authenticated()
+    login = AuthData(access_token=ACCESS, refresh_token="rt", id_token=ID_TOKEN, last_refresh=NOW)
+    await storage.write_auth(login)
+    doc = json.loads(path.read_text())
+    assert (doc["OPENAI_API_KEY"], doc["future"]) == ("sk-kept", 1)
+    assert doc["tokens"]["refresh_token"] == "rt"
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.refresh_token == "rt"
+    await storage.clear_auth()
+    doc = json.loads(path.read_text())
+    assert (doc["OPENAI_API_KEY"], doc["tokens"], doc["future"]) == ("sk-kept", None, 1)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert await storage.read_auth() is None
+
+
+async def test_logout_without_an_api_key_removes_the_file(tmp_path: Path) -> None:
+    """With no API key in it, the file goes with the login."""
+    path = codex_file(tmp_path)
+    await CodexAuthStorage(tmp_path).clear_auth()
+    assert not path.exists()

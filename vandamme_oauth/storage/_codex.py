@@ -7,6 +7,10 @@ same atomic 0600 writes and the same cross-process lock (``auth.json.lock``) as
 :class:`FileSystemAuthStorage`, so several of our processes refresh it once. The expiry is read
 from the access token's ``exp``.
 
+A file that holds only ``OPENAI_API_KEY`` (a Codex API-key login) is valid and holds no
+ChatGPT login: reading it gives None, writing a login into it keeps the key, and logging out
+removes the tokens but keeps the key (the file is deleted only when it has none).
+
 Caveat: the Codex CLI itself does not take our lock. When it refreshes at the same moment, the
 server rejects the loser's refresh token; the manager then re-reads this file and adopts the
 winner's tokens before giving up.
@@ -62,11 +66,13 @@ class CodexAuthStorage(FileSystemAuthStorage):
     def __repr__(self) -> str:
         return f"CodexAuthStorage(path={str(self.path)!r})"
 
-    def _decode(self, raw: bytes) -> AuthData:
+    def _decode(self, raw: bytes) -> AuthData | None:
         doc = json.loads(raw)
         if not isinstance(doc, dict):
             raise ValidationError("a Codex auth.json must be a JSON object")
         tokens = doc.get("tokens")
+        if tokens is None and isinstance(doc.get("OPENAI_API_KEY"), str):
+            return None  # an API-key login: valid, but no ChatGPT login to use
         if not isinstance(tokens, dict):
             raise ValidationError("the Codex auth.json has no ChatGPT login ('tokens' is empty)")
         access_token = tokens.get("access_token")
@@ -90,6 +96,18 @@ class CodexAuthStorage(FileSystemAuthStorage):
             expires_at=check_instant(exp),
             last_refresh=last_refresh if last_refresh is not None else 0.0,
         )
+
+    def _clear_sync(self) -> None:
+        """Remove the ChatGPT login. An API key in the file stays (the file with it)."""
+        try:
+            doc = json.loads(self.path.read_bytes())
+        except (OSError, ValueError):
+            doc = None
+        if isinstance(doc, dict) and isinstance(doc.get("OPENAI_API_KEY"), str):
+            doc.update(tokens=None, last_refresh=None)
+            self._replace_with(json.dumps(doc, indent=2).encode("utf-8") + b"\n")
+            return
+        super()._clear_sync()
 
     def _encode(self, data: AuthData, previous: bytes | None) -> bytes:
         doc: dict[str, Any] = json.loads(previous) if previous else {"OPENAI_API_KEY": None}

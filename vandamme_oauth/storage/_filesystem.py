@@ -157,8 +157,9 @@ class FileSystemAuthStorage:
 
     # -- the file format: overridden by CodexAuthStorage ------------------------------------
 
-    def _decode(self, raw: bytes) -> AuthData:
-        """Parse the file's bytes (raises ValueError or ValidationError)."""
+    def _decode(self, raw: bytes) -> AuthData | None:
+        """Parse the file's bytes: a login, or None for a valid file that holds none (raises
+        ValueError or ValidationError)."""
         return AuthData.from_dict(json.loads(raw))
 
     def _encode(self, data: AuthData, previous: bytes | None) -> bytes:
@@ -204,9 +205,18 @@ class FileSystemAuthStorage:
 
     def _write_sync(self, data: AuthData) -> None:
         self._ensure_home()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         try:
             payload = self._encode(data, self._previous_or_quarantine())
+        except OSError as exc:
+            raise StorageError(
+                f"cannot write {self.path}: {exc.strerror or exc}; the previous login is unchanged"
+            ) from exc
+        self._replace_with(payload)
+
+    def _replace_with(self, payload: bytes) -> None:
+        """Atomically make ``payload`` the file's content (temp file, fsync, os.replace)."""
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+        try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.write(fd, payload)
