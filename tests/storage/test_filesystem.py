@@ -378,3 +378,34 @@ def test_default_home_follows_the_environment(
     assert (
         FileSystemAuthStorage(provider="p").path == tmp_path / "xdg" / "vandamme-oauth" / "p.json"
     )
+
+
+async def test_file_storage_messages_say_what_to_do(tmp_path: Path) -> None:
+    """The exact messages of the common failures: a corrupt file, a home that cannot be
+    created, a lock held too long."""
+    storage = FileSystemAuthStorage(tmp_path, "p")
+    storage.path.write_bytes(b"{")
+    with pytest.raises(StorageError) as corrupt:
+        await storage.read_auth()
+    assert str(corrupt.value) == (
+        f"the auth file {storage.path} is unreadable (not valid JSON); it was left untouched: "
+        "log in again to replace it, or restore it from a backup"
+    )
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(StorageError) as home:
+        await FileSystemAuthStorage(blocker / "home", "p").write_auth(LOGIN)
+    assert str(home.value) == (
+        f"cannot create the folder {blocker / 'home'}: Not a directory; "
+        "pick a writable folder with --home or VANDAMME_OAUTH_HOME"
+    )
+    holder = FileSystemAuthStorage(tmp_path, "q")
+    waiter = FileSystemAuthStorage(tmp_path, "q", lock_timeout=0.01)
+    async with holder.lock():
+        with pytest.raises(StorageError) as held:
+            async with waiter.lock():
+                pass  # pragma: no cover - never entered
+    assert str(held.value) == (
+        f"another process has held the lock {waiter.lock_path} for over 0.01 s; "
+        "is a refresh hanging?"
+    )
