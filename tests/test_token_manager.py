@@ -30,7 +30,7 @@ from vandamme_oauth import (
 from vandamme_oauth._times import MAX_LIFETIME
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 
     from tests.conftest import FakeClock
 
@@ -95,6 +95,19 @@ def no_watch_manager(
 ) -> TokenManager:
     """A manager without its storage watcher: only its own calls read storage."""
     return manager(storage, clock, http, watch_interval=None, **options)
+
+
+def answer_with_expires_in(
+    endpoint: FakeTokenEndpoint, expires_in: str
+) -> Callable[[httpx.Request], Coroutine[None, None, httpx.Response]]:
+    """A token endpoint answering AT1/RT1 with ``expires_in`` spelled as given (raw JSON)."""
+
+    async def answer(request: httpx.Request) -> httpx.Response:
+        endpoint.calls += 1
+        body = f'{{"access_token": "AT1", "refresh_token": "RT1", "expires_in": {expires_in}}}'
+        return httpx.Response(200, content=body.encode())
+
+    return answer
 
 
 def state(m: TokenManager) -> ManagerState:
@@ -659,10 +672,7 @@ async def test_absurd_expires_in_is_typed_and_the_rotated_token_kept(
     """A 200 answer with a new refresh token and an unusable expires_in: a typed TokenError
     reaches the callers once the old token expired, and the new refresh token is stored."""
 
-    async def absurd(request: httpx.Request) -> httpx.Response:
-        endpoint.calls += 1
-        body = f'{{"access_token": "AT1", "refresh_token": "RT1", "expires_in": {expires_in}}}'
-        return httpx.Response(200, content=body.encode())
+    absurd = answer_with_expires_in(endpoint, expires_in)
 
     storage = InMemoryAuthStorage(login(clock))
     clock.advance(3601)
@@ -684,10 +694,7 @@ async def test_huge_expires_in_is_clamped_to_ten_years(
 ) -> None:
     """A huge but finite expires_in is clamped (MAX_LIFETIME), stored and served."""
 
-    async def huge(request: httpx.Request) -> httpx.Response:
-        endpoint.calls += 1
-        body = f'{{"access_token": "AT1", "refresh_token": "RT1", "expires_in": {expires_in}}}'
-        return httpx.Response(200, content=body.encode())
+    huge = answer_with_expires_in(endpoint, expires_in)
 
     storage = InMemoryAuthStorage(login(clock))
     clock.advance(3601)

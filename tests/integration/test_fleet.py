@@ -132,23 +132,31 @@ async def test_four_hosts_on_one_redis_key_refresh_once(
     key = f"fleet:{uuid.uuid4().hex}"
     storage = RedisAuthStorage.from_url(redis_server.url, key=key)
     try:
-        await scripted_login(provider_config, storage)
-        expired = await expire(storage)
-        config = {
-            "provider": provider_config.to_dict(),
-            "backend": "redis",
-            "url": redis_server.url,
-            "key": key,
-            "callers": 250,
-        }
-        before = oidc_provider.stats()
-        results = await run_storm(oidc_provider, config, processes=4)
-        assert_one_refresh_for_all(results, before, oidc_provider.stats(), expired.access_token)
-        stored = await storage.read_auth()
-        assert stored is not None
-        assert stored.access_token == results[0]["tokens"][0]
+        await storm_once_on(
+            provider_config, oidc_provider, storage, backend="redis", url=redis_server.url
+        )
     finally:
         await storage.aclose()
+
+
+async def storm_once_on(
+    provider: ProviderConfig,
+    oidc_provider: RunningProvider,
+    storage: RedisAuthStorage,
+    **backend: Any,
+) -> None:
+    """Log in into ``storage``, expire the token, run 4 worker processes x 250 callers on
+    the same login (``backend`` tells the workers how to reach it) and check that exactly
+    one refresh served them all and was stored."""
+    await scripted_login(provider, storage)
+    expired = await expire(storage)
+    config = {"provider": provider.to_dict(), "key": storage.key, "callers": 250, **backend}
+    before = oidc_provider.stats()
+    results = await run_storm(oidc_provider, config, processes=4)
+    assert_one_refresh_for_all(results, before, oidc_provider.stats(), expired.access_token)
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.access_token == results[0]["tokens"][0]
 
 
 async def _kill_holder_mid_refresh(
@@ -232,24 +240,15 @@ async def test_four_hosts_on_a_cluster_refresh_once(
 ) -> None:
     """4 processes x 250 callers on one login in the cluster at expiry: one refresh, one
     token for all, no invalid_grant."""
-    key = f"fleet:{uuid.uuid4().hex}"
     client = redis_cluster.client()
-    storage = RedisAuthStorage(client, key=key)
+    storage = RedisAuthStorage(client, key=f"fleet:{uuid.uuid4().hex}")
     try:
-        await scripted_login(provider_config, storage)
-        expired = await expire(storage)
-        config = {
-            "provider": provider_config.to_dict(),
-            "backend": "redis-cluster",
-            "nodes": redis_cluster.startup_nodes,
-            "key": key,
-            "callers": 250,
-        }
-        before = oidc_provider.stats()
-        results = await run_storm(oidc_provider, config, processes=4)
-        assert_one_refresh_for_all(results, before, oidc_provider.stats(), expired.access_token)
-        stored = await storage.read_auth()
-        assert stored is not None
-        assert stored.access_token == results[0]["tokens"][0]
+        await storm_once_on(
+            provider_config,
+            oidc_provider,
+            storage,
+            backend="redis-cluster",
+            nodes=redis_cluster.startup_nodes,
+        )
     finally:
         await client.aclose()
