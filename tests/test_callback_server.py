@@ -35,6 +35,13 @@ def free_port() -> int:
     return port
 
 
+def send_callback(client: httpx.AsyncClient, port: int) -> asyncio.Task[httpx.Response]:
+    """Deliver the matching callback in the background: its answer waits on the judgement."""
+    return asyncio.create_task(
+        client.get(f"http://127.0.0.1:{port}/auth/callback", params={"state": "s", "code": "c"})
+    )
+
+
 async def accept(params: Mapping[str, str]) -> AuthData:
     if params.get("state") != "s":
         raise StateMismatchError("wrong state")
@@ -215,12 +222,7 @@ async def test_login_timeout_during_the_exchange_reports_its_true_outcome() -> N
         CallbackServer(slow_exchange, success_grace=0) as server,
         httpx.AsyncClient(trust_env=False) as client,
     ):
-        callback = asyncio.create_task(
-            client.get(
-                f"http://127.0.0.1:{server.port}/auth/callback",
-                params={"state": "s", "code": "c"},
-            )
-        )
+        callback = send_callback(client, server.port)
         await arrived.wait()
         waiting = asyncio.create_task(server.wait(0.01))
         await asyncio.wait({waiting}, timeout=0.1)  # well past the login timeout
@@ -244,12 +246,7 @@ async def test_a_hung_exchange_is_bounded_by_exchange_timeout() -> None:
         CallbackServer(hung, success_grace=0, exchange_timeout=0.05) as server,
         httpx.AsyncClient(trust_env=False) as client,
     ):
-        callback = asyncio.create_task(
-            client.get(
-                f"http://127.0.0.1:{server.port}/auth/callback",
-                params={"state": "s", "code": "c"},
-            )
-        )
+        callback = send_callback(client, server.port)
         await arrived.wait()
         with pytest.raises(CallbackTimeoutError, match="code exchange"):
             await server.wait(0.01)
@@ -283,11 +280,7 @@ async def test_cancelling_the_login_during_the_exchange_ends_it_at_once() -> Non
     task = asyncio.create_task(login())
     await listening.wait()
     async with httpx.AsyncClient(trust_env=False) as client:
-        callback = asyncio.create_task(
-            client.get(
-                f"http://127.0.0.1:{port[0]}/auth/callback", params={"state": "s", "code": "c"}
-            )
-        )
+        callback = send_callback(client, port[0])
         await arrived.wait()
         task.cancel()
         async with asyncio.timeout(5):  # a hang guard; without the fix this takes a minute
@@ -326,12 +319,16 @@ async def test_submit_judges_with_the_judge_it_is_given() -> None:
     assert seen == [{"code": "c"}]
 
 
-@pytest.mark.skipif(not ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 async def test_a_foreign_listener_on_ipv6_loopback_moves_a_localhost_login_on() -> None:
     """For a `localhost` redirect, another program on [::1]:port could receive the
     browser's redirect: that port is given up for the next one, and with no port left the
-    error names the conflict."""
+    error names the conflict. On a machine without IPv6 loopback there can be no such
+    listener: the login keeps its first port on IPv4 alone (the test runs either way)."""
     first, second = free_port(), free_port()
+    if not ipv6_loopback():
+        async with CallbackServer(accept, ports=(first, second), also_ipv6=True) as server:
+            assert server.port == first
+        return
     with socket.socket(socket.AF_INET6) as squatter:
         squatter.bind(("::1", first))
         squatter.listen()

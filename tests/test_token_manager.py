@@ -122,6 +122,12 @@ async def stored_refresh_token(storage: AuthStorage) -> str | None:
     return stored.refresh_token
 
 
+async def assert_rotated_once(storage: AuthStorage, endpoint: FakeTokenEndpoint) -> None:
+    """Exactly one refresh reached the endpoint and its rotated refresh token is stored."""
+    assert await stored_refresh_token(storage) == "RT1"
+    assert endpoint.calls == 1
+
+
 async def settled(m: TokenManager) -> None:
     """Wait until the manager's refresh task (if any) has ended."""
     while (task := m._task) is not None:
@@ -479,8 +485,7 @@ async def test_cancelled_callers_do_not_lose_the_rotated_token(
         endpoint.gate.set()
         await settled(m)
         assert await m.get_access_token() == "AT1"
-    assert await stored_refresh_token(storage) == "RT1"
-    assert endpoint.calls == 1
+    await assert_rotated_once(storage, endpoint)
 
 
 async def test_caller_timeout_does_not_cancel_the_refresh(
@@ -644,8 +649,7 @@ async def test_any_write_failure_keeps_the_rotated_token_in_memory(
         clock.advance(2)
         assert await m.get_access_token() == "AT1"
         await settled(m)
-    assert await stored_refresh_token(storage) == "RT1"
-    assert endpoint.calls == 1
+    await assert_rotated_once(storage, endpoint)
 
 
 async def test_aclose_stores_a_login_held_in_memory(

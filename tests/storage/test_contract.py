@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.conftest import FakeClock
+from tests.test_token_manager import until_seen, watch_adoptions
 from vandamme_oauth import (
     AuthData,
     AuthStorage,
     FileSystemAuthStorage,
     InMemoryAuthStorage,
+    NotAuthenticatedError,
+    ProviderConfig,
     RedisAuthStorage,
+    TokenManager,
 )
 
 if TYPE_CHECKING:
@@ -34,6 +39,36 @@ LOGIN = AuthData(
     last_refresh=1_799_999_000.0,
     scope="openid",
 )
+
+
+PROVIDER = ProviderConfig(
+    name="r",
+    issuer="https://idp.example",
+    client_id="c",
+    authorization_endpoint="https://idp.example/a",
+    token_endpoint="https://idp.example/t",
+)
+
+
+async def relogin_and_logout_reach_a_manager(
+    ours: AuthStorage, theirs: AuthStorage, **options: Any
+) -> None:
+    """Another process or host (``theirs``, the same login through another storage object)
+    stores a login for another account: the manager running on ``ours`` serves it without a
+    refresh (through its watcher); their logout then makes it raise NotAuthenticatedError."""
+    await ours.write_auth(LOGIN)
+    clock = FakeClock(LOGIN.last_refresh)
+    async with TokenManager(PROVIDER, ours, clock=clock, **options) as manager:
+        assert await manager.get_access_token() == LOGIN.access_token
+        adopted = watch_adoptions(manager)
+        bob = LOGIN.replace(access_token="BOB-AT", refresh_token="BOB-RT", account_id="bob")
+        await until_seen(
+            adopted, lambda: manager._token == "BOB-AT", lambda: theirs.write_auth(bob)
+        )
+        assert (await manager.get_auth_data()).account_id == "bob"
+        await until_seen(adopted, lambda: manager._auth is None, theirs.clear_auth)
+        with pytest.raises(NotAuthenticatedError):
+            await manager.get_access_token()
 
 
 @pytest.fixture(params=["memory", "file", "redis"])

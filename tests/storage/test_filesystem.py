@@ -14,10 +14,9 @@ import httpx
 import pytest
 
 from tests.conftest import FakeClock
-from tests.storage.test_contract import LOGIN
-from tests.storage.test_redis import PROVIDER
-from tests.test_token_manager import FakeTokenEndpoint, manager, until_seen, watch_adoptions
-from vandamme_oauth import FileSystemAuthStorage, NotAuthenticatedError, StorageError, TokenManager
+from tests.storage.test_contract import LOGIN, relogin_and_logout_reach_a_manager
+from tests.test_token_manager import FakeTokenEndpoint, manager
+from vandamme_oauth import FileSystemAuthStorage, StorageError
 from vandamme_oauth.storage import default_home, list_logins
 
 if TYPE_CHECKING:
@@ -295,24 +294,13 @@ async def test_changes_yields_when_another_writer_replaces_the_file(tmp_path: Pa
 
 
 async def test_a_relogin_by_another_process_reaches_a_running_manager(tmp_path: Path) -> None:
-    """Another process (another storage object on the same file) stores a login for another
-    account: the running manager serves it without a refresh; a logout then raises
-    NotAuthenticatedError."""
-    ours = FileSystemAuthStorage(tmp_path, "p")
-    theirs = FileSystemAuthStorage(tmp_path, "p")
-    await ours.write_auth(LOGIN)
-    clock = FakeClock(LOGIN.last_refresh)
-    async with TokenManager(PROVIDER, ours, clock=clock, watch_interval=0.02) as manager:
-        assert await manager.get_access_token() == LOGIN.access_token
-        adopted = watch_adoptions(manager)
-        bob = LOGIN.replace(access_token="BOB-AT", refresh_token="BOB-RT", account_id="bob")
-        await until_seen(
-            adopted, lambda: manager._token == "BOB-AT", lambda: theirs.write_auth(bob)
-        )
-        assert (await manager.get_auth_data()).account_id == "bob"
-        await until_seen(adopted, lambda: manager._auth is None, theirs.clear_auth)
-        with pytest.raises(NotAuthenticatedError):
-            await manager.get_access_token()
+    """A re-login and a logout made through another storage object on the same file (as
+    another process would) reach a running manager."""
+    await relogin_and_logout_reach_a_manager(
+        FileSystemAuthStorage(tmp_path, "p"),
+        FileSystemAuthStorage(tmp_path, "p"),
+        watch_interval=0.02,
+    )
 
 
 class ObservedStorage(FileSystemAuthStorage):

@@ -13,30 +13,19 @@ import redis.asyncio as aioredis
 
 from harness.redis_server import RedisServer
 from tests.conftest import FakeClock
-from tests.storage.test_contract import LOGIN
-from tests.test_token_manager import until_seen, watch_adoptions
+from tests.storage.test_contract import LOGIN, PROVIDER, relogin_and_logout_reach_a_manager
 from vandamme_oauth import (
-    NotAuthenticatedError,
     RedisAuthStorage,
     StorageError,
     TokenManager,
     ValidationError,
 )
-from vandamme_oauth._provider import ProviderConfig
 from vandamme_oauth.storage import _redis as redis_storage
 from vandamme_oauth.storage._redis import login_keys
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
-
-PROVIDER = ProviderConfig(
-    name="r",
-    issuer="https://idp.example",
-    client_id="c",
-    authorization_endpoint="https://idp.example/a",
-    token_endpoint="https://idp.example/t",
-)
 
 
 @pytest.fixture
@@ -85,12 +74,17 @@ async def test_fenced_write_refuses_when_a_login_happened_meanwhile(
     pair: tuple[RedisAuthStorage, RedisAuthStorage],
 ) -> None:
     """A new login written outside the lock while we refreshed is kept."""
-    a, b = pair
+    await fencing_keeps_a_relogin(*pair)
+
+
+async def fencing_keeps_a_relogin(a: RedisAuthStorage, b: RedisAuthStorage) -> None:
+    """A holds the lock and has read; B stores a new login (e.g. `vandamme-oauth login` on
+    another host); A's write is refused and B's login stays."""
     await a.write_auth(LOGIN)
     relogin = LOGIN.replace(access_token="NEW-LOGIN", refresh_token="NEW-RT")
     async with a.lock():
         await a.read_auth()
-        await b.write_auth(relogin)  # e.g. `vandamme-oauth login` on another host
+        await b.write_auth(relogin)
         with pytest.raises(StorageError, match="changed while we refreshed"):
             await a.write_auth(LOGIN.replace(access_token="A-AT"))
     assert await a.read_auth() == relogin
@@ -270,20 +264,8 @@ async def test_writes_clears_and_releases_are_published(
 async def test_a_relogin_on_another_host_reaches_a_running_manager(
     pair: tuple[RedisAuthStorage, RedisAuthStorage],
 ) -> None:
-    """Host B stores a login for another account; host A's manager serves it without a
-    refresh (through its watcher); B's logout then makes A raise NotAuthenticatedError."""
-    a, b = pair
-    await a.write_auth(LOGIN)
-    clock = FakeClock(LOGIN.last_refresh)
-    async with TokenManager(PROVIDER, a, clock=clock) as manager:
-        assert await manager.get_access_token() == LOGIN.access_token
-        adopted = watch_adoptions(manager)
-        bob = LOGIN.replace(access_token="BOB-AT", refresh_token="BOB-RT", account_id="bob")
-        await until_seen(adopted, lambda: manager._token == "BOB-AT", lambda: b.write_auth(bob))
-        assert (await manager.get_auth_data()).account_id == "bob"
-        await until_seen(adopted, lambda: manager._auth is None, b.clear_auth)
-        with pytest.raises(NotAuthenticatedError):
-            await manager.get_access_token()
+    """Host B's re-login and logout reach host A's running manager (pub/sub)."""
+    await relogin_and_logout_reach_a_manager(*pair)
 
 
 async def test_a_lock_waiter_is_woken_by_the_release_not_by_polling(

@@ -10,11 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
-from tests.conftest import FakeClock
-from tests.storage.test_contract import LOGIN
-from tests.storage.test_redis import PROVIDER, waiter_is_woken_by_the_release
-from tests.test_token_manager import until_seen, watch_adoptions
-from vandamme_oauth import NotAuthenticatedError, RedisAuthStorage, StorageError, TokenManager
+from tests.storage.test_contract import LOGIN, relogin_and_logout_reach_a_manager
+from tests.storage.test_redis import fencing_keeps_a_relogin, waiter_is_woken_by_the_release
+from vandamme_oauth import RedisAuthStorage
 from vandamme_oauth.storage import _redis as redis_storage
 
 if TYPE_CHECKING:
@@ -52,31 +50,14 @@ async def test_fencing_works_on_a_cluster(
     hosts: tuple[RedisAuthStorage, RedisAuthStorage],
 ) -> None:
     """A login written by another host while we hold the lock is kept."""
-    a, b = hosts
-    await a.write_auth(LOGIN)
-    relogin = LOGIN.replace(access_token="NEW", refresh_token="NEW-RT")
-    async with a.lock():
-        await a.read_auth()
-        await b.write_auth(relogin)
-        with pytest.raises(StorageError, match="changed while we refreshed"):
-            await a.write_auth(LOGIN.replace(access_token="A-AT"))
-    assert await b.read_auth() == relogin
+    await fencing_keeps_a_relogin(*hosts)
 
 
 async def test_a_relogin_on_another_host_reaches_a_manager_through_the_cluster(
     hosts: tuple[RedisAuthStorage, RedisAuthStorage],
 ) -> None:
     """Notifications cross the cluster: host B's re-login and logout reach host A."""
-    a, b = hosts
-    await a.write_auth(LOGIN)
-    async with TokenManager(PROVIDER, a, clock=FakeClock(LOGIN.last_refresh)) as manager:
-        assert await manager.get_access_token() == LOGIN.access_token
-        adopted = watch_adoptions(manager)
-        bob = LOGIN.replace(access_token="BOB-AT", refresh_token="BOB-RT", account_id="bob")
-        await until_seen(adopted, lambda: manager._token == "BOB-AT", lambda: b.write_auth(bob))
-        await until_seen(adopted, lambda: manager._auth is None, b.clear_auth)
-        with pytest.raises(NotAuthenticatedError):
-            await manager.get_access_token()
+    await relogin_and_logout_reach_a_manager(*hosts)
 
 
 async def test_changes_travel_as_sharded_messages_and_wake_lock_waiters(
