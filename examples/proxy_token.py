@@ -69,7 +69,7 @@ def make_app(manager: TokenManager, upstream: str) -> web.Application:
 
 if __name__ == "__main__":
     provider = ProviderConfig.chatgpt()
-    manager = TokenManager(provider, FileSystemAuthStorage(provider=provider.name))
+    manager = TokenManager(provider, FileSystemAuthStorage(name=provider.name))
     app = make_app(manager, sys.argv[1] if len(sys.argv) > 1 else "https://chatgpt.com/backend-api")
     app.on_cleanup.append(lambda _: manager.aclose())
     web.run_app(app, host="127.0.0.1", port=8080)

@@ -314,13 +314,20 @@ def test_missing_iss_when_required_names_the_issuer() -> None:
         ),
         ("?code=C&state=S", {"code": "C", "state": "S"}, False),
         ("code=C&state=S", {"code": "C", "state": "S"}, False),
-        ('"abc-DEF_123"', {"code": "abc-DEF_123"}, True),
+        ('"abc-DEF_1234"', {"code": "abc-DEF_1234"}, True),
+        ("a.b~c+d/e-f_", {"code": "a.b~c+d/e-f_"}, True),  # 12: the shortest accepted
         ("x" * 4096, {"code": "x" * 4096}, True),
     ],
 )
 def test_pasted_text_is_read(text: str, params: dict[str, str], bare: bool) -> None:
     """A redirect URL, its query, or a bare code (quotes and spaces around are dropped)."""
     assert parse_pasted(text) == (params, bare)
+
+
+_NOT_A_CODE = (
+    "that is neither the address your browser ended on nor a code (a code is one word of "
+    "at least 12 letters, digits or -._~+/)"
+)
 
 
 @pytest.mark.parametrize(
@@ -333,8 +340,11 @@ def test_pasted_text_is_read(text: str, params: dict[str, str], bare: bool) -> N
             "the pasted address has no query string: copy the full address of the page your "
             "browser ended on (it contains code=... and state=...)",
         ),
-        ("two words", "the pasted text is neither a redirect address nor a code"),
-        ("x" * 4097, "the pasted text is neither a redirect address nor a code"),
+        ("two words but long enough", _NOT_A_CODE),
+        ("hello", _NOT_A_CODE),  # a short word typed at the prompt
+        ("abcdefghijk", _NOT_A_CODE),  # 11 characters
+        ("abc*defghijkl", _NOT_A_CODE),  # not a URL-safe character
+        ("x" * 4097, _NOT_A_CODE),
     ],
 )
 def test_unusable_pastes_say_why(text: str, message: str) -> None:

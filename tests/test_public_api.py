@@ -49,3 +49,21 @@ def test_import_does_not_load_aiohttp() -> None:
     code = "import sys, vandamme_oauth; print('aiohttp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_library_logs_nothing_unless_the_program_asks() -> None:
+    """A warning from the library reaches no last-resort handler: a program (or our CLI)
+    that reports the problem itself says it once; with logging configured it is there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import logging, vandamme_oauth\n"
+        "logging.getLogger('vandamme_oauth.storage._keyring').warning('keyring unusable')\n"
+        "logging.basicConfig()\n"
+        "logging.getLogger('vandamme_oauth.x').warning('now configured')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stderr == "WARNING:vandamme_oauth.x:now configured\n"

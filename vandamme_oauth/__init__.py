@@ -6,6 +6,7 @@ then call ``await manager.get_access_token()`` on the hot path of any async prog
 
 from __future__ import annotations
 
+import logging as _logging
 from typing import TYPE_CHECKING, Any
 
 from ._device import DeviceCode as DeviceCode
@@ -47,6 +48,10 @@ from .storage import KeyringAuthStorage as KeyringAuthStorage
 
 if TYPE_CHECKING:
     from .storage._redis import RedisAuthStorage as RedisAuthStorage
+
+# A library configures no logging: without this, records of WARNING and above would reach
+# Python's last-resort handler and repeat on stderr what the program already reports.
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "AuthData",

@@ -44,7 +44,7 @@ from ._exceptions import (
 from ._http_client import shared_ssl_context
 from .storage._base import AuthData
 
-__all__ = ["CallbackServer", "Verdict"]
+__all__ = ["CallbackServer", "Refused", "Verdict"]
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +66,29 @@ _PAGE = """<!doctype html>
 """
 
 
+class Refused(OAuthFlowError):
+    """A judge's answer meaning "not this one": the input is refused and the login goes on
+    waiting (a pasted code that the provider did not accept, say)."""
+
+
 class Verdict(enum.Enum):
     """How the judgement of one callback ended."""
 
     ACCEPTED = "accepted"  #: the login is stored: send the browser to the success page
     NOT_OURS = "not ours"  #: the state matches no pending login: refuse it, keep waiting
+    REFUSED = "refused"  #: the judge refused this input (:class:`Refused`): keep waiting
     FAILED = "failed"  #: the login ended with an error (the provider's, or the exchange's)
     BROKEN = "broken"  #: an unexpected error ended the login
     FINISHED = "finished"  #: the login had already ended
 
 
-_STATUS = {Verdict.NOT_OURS: 400, Verdict.FAILED: 400, Verdict.BROKEN: 500, Verdict.FINISHED: 400}
+_STATUS = {
+    Verdict.NOT_OURS: 400,
+    Verdict.REFUSED: 400,
+    Verdict.FAILED: 400,
+    Verdict.BROKEN: 500,
+    Verdict.FINISHED: 400,
+}
 
 
 def _first_bindable(hosts: Sequence[str]) -> str:
@@ -106,8 +118,8 @@ class CallbackServer(AsyncClosing):
 
     Args:
         on_callback: Judges the callback parameters and returns the stored login. Raising
-            :class:`StateMismatchError` answers 400 and keeps waiting; any other error ends
-            the login with that error.
+            :class:`StateMismatchError` or :class:`Refused` answers 400 and keeps waiting;
+            any other error ends the login with that error.
         path: The callback path.
         ports: Ports to try in order; ``(0,)`` picks an ephemeral port.
         host: The loopback address to bind; ``hosts`` gives fallbacks (e.g. ``::1`` on a
@@ -309,6 +321,7 @@ class CallbackServer(AsyncClosing):
 
         Raises:
             StateMismatchError: the parameters belong to no pending login; still waiting.
+            Refused: the judge refused them; still waiting.
         """
         verdict, _, message = await self._judge(params, source=source, judge=judge)
         if verdict is Verdict.ACCEPTED:
@@ -317,6 +330,8 @@ class CallbackServer(AsyncClosing):
             return False
         elif verdict is Verdict.NOT_OURS:
             raise StateMismatchError(message)
+        elif verdict is Verdict.REFUSED:
+            raise Refused(message)
         return True
 
     async def _judge(
@@ -341,6 +356,9 @@ class CallbackServer(AsyncClosing):
                 "callback rejected: state mismatch; still waiting", extra={"source": source}
             )
             return Verdict.NOT_OURS, "Sign-in link not recognised", exc.message
+        except Refused as exc:
+            log.warning("callback refused: %s; still waiting", exc, extra={"source": source})
+            return Verdict.REFUSED, "Not accepted", exc.message
         except OAuthError as exc:
             log.warning("callback ended the login with an error: %s", exc, extra={"source": source})
             self.fail(exc)

@@ -9,27 +9,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import anyio.to_thread
-
-from ._cli_login import add_login_arguments, login, make_storage, where
-from ._exceptions import NotAuthenticatedError, OAuthError, ValidationError
-from ._profiles import delete_provider, load_provider
+from ._cli_common import login_command, make_storage, pick_name, provider_for
+from ._cli_login import add_login_arguments, login
+from ._cli_status import add_status_arguments, status
+from ._exceptions import NotAuthenticatedError, OAuthError, ReauthenticationRequired
+from ._profiles import delete_provider
 from ._token_client import TokenClient
 from ._token_manager import TokenManager
-from .storage._filesystem import default_home, list_logins
+from .storage._filesystem import default_home
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-    from ._provider import ProviderConfig
-    from .storage._base import AuthData
 
 __all__ = ["main"]
 
@@ -47,6 +42,15 @@ class _ExtraFormatter(logging.Formatter):
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("vandamme-oauth")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare source tree
+        return "unknown"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,12 +76,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Sign in with OAuth 2.0 + PKCE and keep the tokens fresh.",
         parents=[common],
     )
+    parser.add_argument("--version", action="version", version=f"vandamme-oauth {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     login = sub.add_parser("login", parents=[common], help="sign in (browser, paste or device)")
     add_login_arguments(login)
+    status = sub.add_parser("status", parents=[common], help="show stored logins (no secrets)")
+    add_status_arguments(status)
     for name, text in (
-        ("status", "show stored logins (no secrets)"),
         ("logout", "revoke (best effort) and delete a login"),
         ("token", "print a valid access token, refreshing it if needed"),
     ):
@@ -86,91 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _when(ts: float | None) -> str:
-    if ts is None:
-        return "unknown"
-    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _relative(seconds: float) -> str:
-    minutes = int(abs(seconds) // 60)
-    text = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-    return f"in {text}" if seconds >= 0 else f"{text} ago"
-
-
-async def _provider_for(home: Path, name: str) -> ProviderConfig:
-    provider = await load_provider(home, name)
-    if provider is None:
-        raise NotAuthenticatedError(f"no login named {name!r} in {home}")
-    return provider
-
-
-async def _pick_name(home: Path, name: str | None) -> str:
-    if name:
-        return name
-    names = await anyio.to_thread.run_sync(_known_logins, home)
-    if not names:
-        raise NotAuthenticatedError(f"no login stored in {home}; run 'vandamme-oauth login'")
-    if len(names) > 1:
-        raise ValidationError(f"several logins are stored ({', '.join(names)}); name one")
-    return names[0]
-
-
-def _known_logins(home: Path) -> list[str]:
-    """Logins with a file, or with a saved provider (keyring logins keep no file)."""
-    saved = {p.name[: -len(".provider.json")] for p in home.glob("*.provider.json")}
-    return sorted(set(list_logins(home)) | saved) if home.is_dir() else []
-
-
-def _describe(name: str, auth: AuthData, path: str, now: float) -> str:
-    expires = (
-        "unknown"
-        if auth.expires_at is None
-        else f"{_relative(auth.expires_at - now)} ({_when(auth.expires_at)})"
-    )
-    return "\n".join(
-        [
-            name,
-            f"  account:      {auth.account_id or 'unknown'}"
-            + (f" ({auth.email})" if auth.email else ""),
-            f"  expires:      {expires}",
-            f"  last refresh: {_when(auth.last_refresh)}",
-            f"  refreshable:  {'yes' if auth.refresh_token else 'no'}",
-            f"  storage:      {path}",
-        ]
-    )
-
-
-async def _status(args: argparse.Namespace, home: Path) -> int:
-    names = [args.name] if args.name else await anyio.to_thread.run_sync(_known_logins, home)
-    if not names:
-        print(f"No logins stored in {home}.")
-        return 1
-    failed = 0
-    now = time.time()
-    for name in names:
-        storage = make_storage(args, home, name)
-        try:
-            auth = await storage.read_auth()
-        except OAuthError as exc:
-            print(f"{name}\n  unreadable:   {exc}")
-            failed += 1
-            continue
-        if auth is None:
-            print(f"{name}\n  not logged in (nothing in {where(storage)})")
-            failed += 1
-            continue
-        print(_describe(name, auth, where(storage), now))
-    return 1 if failed else 0
-
-
 async def _logout(args: argparse.Namespace, home: Path) -> int:
-    name = await _pick_name(home, args.name)
+    name = await pick_name(home, args.name)
     storage = make_storage(args, home, name)
     auth = await storage.read_auth()
     if auth is None:
         raise NotAuthenticatedError(f"no login named {name!r} in {home}")
-    provider = await _provider_for(home, name)
+    provider = await provider_for(home, name)
     note = "revoked at the provider"
     try:
         async with TokenClient(provider) as client:
@@ -185,14 +113,29 @@ async def _logout(args: argparse.Namespace, home: Path) -> int:
 
 
 async def _token(args: argparse.Namespace, home: Path) -> int:
-    name = await _pick_name(home, args.name)
-    provider = await _provider_for(home, name)
+    name = await pick_name(home, args.name)
+    args.relogin = login_command(args, name)
+    provider = await provider_for(home, name)
     async with TokenManager(provider, make_storage(args, home, name)) as manager:
         print(await manager.get_access_token())
     return 0
 
 
+def _one_line(exc: OAuthError, relogin: str | None) -> str:
+    """The error as the user sees it: one line, ending with the command that fixes it when
+    the fix is a new login."""
+    text = " ".join(str(exc).split())
+    if relogin and isinstance(exc, NotAuthenticatedError | ReauthenticationRequired):
+        for generic in ("; log in again", "; run 'vandamme-oauth login' first"):
+            text = text.removesuffix(generic)
+        text += f"; log in again with: {relogin}"
+    return f"vandamme-oauth: {text}"
+
+
 def _setup_logging(verbosity: int) -> None:
+    """The library's records reach the terminal only with ``-v`` (INFO) or ``-vv`` (DEBUG).
+    Without, the library's NullHandler keeps them away from Python's last-resort handler:
+    the CLI itself reports every problem, once."""
     if verbosity <= 0:
         return
     handler = logging.StreamHandler(sys.stderr)
@@ -203,15 +146,18 @@ def _setup_logging(verbosity: int) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``) and return the exit code:
+    0 done, 1 failed (one line on stderr), 2 usage error, 130 interrupted."""
     args = _parser().parse_args(argv)
+    if (check_usage := getattr(args, "check_usage", None)) is not None:
+        check_usage(args)  # contradictory options: a usage error (exit 2), before any I/O
     _setup_logging(getattr(args, "verbose", 0))
     home = Path(getattr(args, "home", None) or default_home()).expanduser()
-    command = {"login": login, "status": _status, "logout": _logout, "token": _token}
+    command = {"login": login, "status": status, "logout": _logout, "token": _token}
     try:
         return asyncio.run(command[args.command](args, home))
     except OAuthError as exc:
-        print(f"vandamme-oauth: {exc}", file=sys.stderr)
+        print(_one_line(exc, getattr(args, "relogin", None)), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("vandamme-oauth: cancelled", file=sys.stderr)

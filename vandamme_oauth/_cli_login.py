@@ -5,26 +5,33 @@
   when standard input is a terminal (or with ``--paste``) also accept the final redirect
   address pasted by the user, beside the loopback listener.
 - ``--device``: the device-code login (RFC 8628, or ChatGPT's variant).
+
+``login NAME`` signs in to a stored login again with its saved provider profile (the
+command every "log in again" message names); ``login chatgpt`` uses the preset, and
+``login --issuer URL --client-id ID [--name NAME]`` any OpenID provider. A login that
+replaces another says so and revokes the replaced refresh token once the new one is stored.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shlex
 import sys
 import threading
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+from ._cli_common import login_command, make_storage, progress, say, where
 from ._device import DeviceCode, DeviceFlow
-from ._exceptions import ValidationError
+from ._exceptions import NotAuthenticatedError, OAuthError, StorageError
 from ._flow import OAuthFlow
 from ._headless import headless_reason
-from ._profiles import delete_provider, load_provider, save_provider
+from ._profiles import load_provider
 from ._provider import ProviderConfig, login_name
+from ._token_client import TokenClient
 from .storage._filesystem import FileSystemAuthStorage
-from .storage._keyring import KeyringAuthStorage
 
 if TYPE_CHECKING:
     import argparse
@@ -32,18 +39,25 @@ if TYPE_CHECKING:
 
     from .storage._base import AuthData, AuthStorage
 
-__all__ = ["add_login_arguments", "login", "make_storage", "where"]
+__all__ = ["add_login_arguments", "check_login_usage", "login"]
 
 
 def add_login_arguments(login: argparse.ArgumentParser) -> None:
     """The ``login`` subcommand's options."""
-    login.add_argument("provider", nargs="?", choices=["chatgpt"], help="a preset (chatgpt)")
+    login.add_argument(
+        "target",
+        nargs="?",
+        metavar="NAME",
+        help="chatgpt (the preset, the default) or a stored login to sign in to again",
+    )
     login.add_argument("--issuer", help="any OpenID provider's issuer URL (uses discovery)")
     login.add_argument("--client-id", help="your public client's id at --issuer")
     login.add_argument(
         "--scope", action="append", default=None, help="a scope to request (repeatable)"
     )
-    login.add_argument("--name", help="the login's name (default: derived from the provider)")
+    login.add_argument(
+        "--name", help="name a new login (default: chatgpt, or derived from --issuer)"
+    )
     login.add_argument(
         "--no-browser", action="store_true", help="print the URL instead of opening a browser"
     )
@@ -62,28 +76,24 @@ def add_login_arguments(login: argparse.ArgumentParser) -> None:
     login.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for the sign-in"
     )
+    login.set_defaults(check_usage=lambda args: check_login_usage(login, args))
 
 
-def make_storage(args: argparse.Namespace, home: Path, name: str) -> AuthStorage:
-    """The login's storage: the file in ``home``, or the OS keyring with that file as its
-    announced fallback (``--keyring``)."""
-    file = FileSystemAuthStorage(home, name)
-    if getattr(args, "keyring", False):
-        return KeyringAuthStorage(name, fallback=file, on_fallback=_say)
-    return file
-
-
-def where(storage: AuthStorage) -> str:
-    """Where a login lives, for messages (never a secret)."""
-    if isinstance(storage, KeyringAuthStorage):
-        if storage.fallback_reason is None:
-            return f"the OS keyring ({storage.service}/{storage.name})"
-        return str(storage.fallback.path)
-    return str(getattr(storage, "path", storage))
-
-
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+def check_login_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse contradictory ``login`` options as usage errors (exit 2), before any I/O."""
+    if args.issuer and not args.client_id:
+        parser.error("--issuer needs --client-id")
+    if args.client_id and not args.issuer:
+        parser.error("--client-id needs --issuer")
+    if args.issuer and args.target:
+        parser.error(
+            f"give a stored login's NAME ({args.target}) or --issuer/--client-id, not both "
+            "(name a new login with --name)"
+        )
+    if args.name and args.target not in (None, "chatgpt"):
+        parser.error("--name names a new login: use it with chatgpt or --issuer")
+    if not args.timeout > 0:
+        parser.error("--timeout must be a positive number of seconds")
 
 
 async def _read_line() -> str | None:
@@ -107,11 +117,9 @@ async def _read_line() -> str | None:
     return await future
 
 
-async def _provider(args: argparse.Namespace) -> ProviderConfig:
+async def _provider(args: argparse.Namespace, home: Path) -> ProviderConfig:
     scopes = tuple(args.scope) if args.scope else None
     if args.issuer:
-        if not args.client_id:
-            raise ValidationError("--issuer needs --client-id")
         provider = await ProviderConfig.discover(
             args.issuer,
             client_id=args.client_id,
@@ -120,7 +128,17 @@ async def _provider(args: argparse.Namespace) -> ProviderConfig:
             response_mode="form_post" if args.form_post else None,
         )
     else:
-        provider = ProviderConfig.chatgpt(name=args.name or "chatgpt")
+        target = args.target or "chatgpt"
+        if target == "chatgpt" and args.name:
+            saved: ProviderConfig | None = ProviderConfig.chatgpt(name=args.name)
+        else:
+            saved = await load_provider(home, target)
+        if saved is None:
+            raise NotAuthenticatedError(
+                f"no login named {target!r} in {home}; to create it, run: vandamme-oauth "
+                f"login --issuer URL --client-id ID --name {shlex.quote(target)}"
+            )
+        provider = saved
         if scopes:
             provider = provider.replace(scopes=scopes)
         if args.form_post:
@@ -131,6 +149,8 @@ async def _provider(args: argparse.Namespace) -> ProviderConfig:
 
 
 async def _device_login(provider: ProviderConfig, storage: AuthStorage) -> AuthData:
+    codes: list[DeviceCode] = []
+
     def show(code: DeviceCode) -> None:
         print(
             f"To sign in, open {code.verification_uri} on any device and enter the code:\n\n"
@@ -139,13 +159,27 @@ async def _device_login(provider: ProviderConfig, storage: AuthStorage) -> AuthD
         )
         if code.verification_uri_complete:
             print(f"(or open {code.verification_uri_complete})\n", flush=True)
-        _say(
-            f"Waiting for the sign-in (the code expires in {code.expires_in / 60:.0f} min; "
-            "press Ctrl-C to cancel)..."
-        )
+        codes.append(code)
+        shown.set()
 
+    shown = asyncio.Event()
     async with DeviceFlow(provider, storage, on_code=show) as flow:
-        return await flow.authenticate()
+        login = asyncio.create_task(flow.authenticate())
+        # Show the wait once the code is on screen, until the login ends either way.
+        await asyncio.wait(
+            [login, asyncio.create_task(shown.wait())], return_when="FIRST_COMPLETED"
+        )
+        if login.done():
+            return login.result()
+        try:
+            async with progress(
+                "Waiting for the sign-in on the other device", total=codes[0].expires_in
+            ):
+                return await login
+        finally:
+            if not login.done():
+                login.cancel()
+                await asyncio.wait([login])
 
 
 async def _browser_login(
@@ -156,58 +190,120 @@ async def _browser_login(
     print_only = args.no_browser or headless is not None
     paste = args.paste or (print_only and sys.stdin.isatty())
     if headless is not None:
-        _say(f"This looks like {headless}: not opening a browser here.")
+        say(f"This looks like {headless}: not opening a browser here.")
 
     def show_url(url: str) -> None:
         print(f"Open this URL in a browser to sign in:\n\n  {url}\n", flush=True)
         if paste:
-            _say(
+            say(
                 "If that browser cannot reach this machine, it ends on a page that fails to "
                 "load: copy that page's full address and paste it here, then press Enter."
             )
         if headless is not None or paste:
-            _say("No browser at all? Run: vandamme-oauth login --device")
+            say("No browser at all? Run: vandamme-oauth login --device")
+
+    listening = asyncio.Event()
+    redirect: list[str] = []
 
     def waiting(redirect_uri: str) -> None:
-        _say(
-            f"Waiting up to {args.timeout:g} s for the browser to come back to {redirect_uri} "
-            "(press Ctrl-C to cancel)..."
-        )
+        redirect.append(redirect_uri)
+        listening.set()
 
     def rejected(reason: str) -> None:
-        _say(f"That was not accepted ({reason}). Paste the full address again:")
+        say(f"Not accepted: {reason}. Paste the full address again:")
 
     async with OAuthFlow(provider, storage, open_browser=show_url if print_only else None) as f:
-        return await f.authenticate(
-            timeout=args.timeout,
-            on_listening=waiting,
-            paste=_read_line if paste else None,
-            on_paste_rejected=rejected,
+        login = asyncio.create_task(
+            f.authenticate(
+                timeout=args.timeout,
+                on_listening=waiting,
+                paste=_read_line if paste else None,
+                on_paste_rejected=rejected,
+            )
         )
+        try:
+            await asyncio.wait(
+                [login, asyncio.create_task(listening.wait())], return_when="FIRST_COMPLETED"
+            )
+            if login.done():
+                return login.result()
+            text = f"Waiting for the browser to come back to {redirect[0]}"
+            if paste:  # the user may be typing: no line that redraws itself
+                say(f"{text} (up to {args.timeout:g} s; press Ctrl-C to cancel)...")
+                return await login
+            async with progress(text, total=args.timeout):
+                return await login
+        finally:
+            if not login.done():
+                login.cancel()
+                await asyncio.wait([login])
+
+
+async def _previous(
+    storage: AuthStorage, home: Path, name: str
+) -> tuple[AuthData | None, ProviderConfig | None]:
+    """The login this one will replace, and its provider (read before the browser opens,
+    which also makes a keyring fallback known now)."""
+    try:
+        previous = await storage.read_auth()
+    except StorageError:
+        return None, None  # unreadable: the new login moves it aside
+    if previous is None:
+        return None, None
+    try:
+        return previous, await load_provider(home, name)
+    except StorageError:
+        return previous, None
+
+
+async def _retire(
+    previous: AuthData, provider: ProviderConfig | None, new: AuthData, issuer: str
+) -> None:
+    """Revoke the replaced login's refresh token (best effort; the new one is stored).
+
+    Not when the new login is the same account at the same provider: some providers
+    (Google, for one) revoke the whole grant of a user and client when one of its tokens is
+    revoked, which would end the login just made. That old token is no longer stored.
+    """
+    if not previous.refresh_token or previous.refresh_token == new.refresh_token:
+        return
+    who = previous.email or previous.account_id or "an unknown account"
+    same_account = previous.account_id is not None and previous.account_id == new.account_id
+    if provider is not None and same_account and provider.issuer == issuer:
+        say(f"Replaced the earlier login of {who} (same account: its token is dropped here).")
+        return
+    if provider is None:
+        say(f"Replaced the login of {who}; its refresh token was not revoked (no saved provider).")
+        return
+    try:
+        async with TokenClient(provider) as client:
+            revoked = await client.revoke(previous)
+    except OAuthError as exc:
+        say(f"Replaced the login of {who}; revoking its refresh token failed ({exc}).")
+        return
+    if revoked:
+        say(f"Replaced the login of {who}; its refresh token was revoked.")
+    else:
+        say(f"Replaced the login of {who}; the provider offers no revocation.")
 
 
 async def login(args: argparse.Namespace, home: Path) -> int:
     """Run ``vandamme-oauth login`` and return the exit code."""
-    provider = await _provider(args)
+    provider = await _provider(args, home)
     # A home that cannot hold the login is reported now, before the browser opens, not
     # after the code was exchanged.
     await FileSystemAuthStorage(home, provider.name).ensure_home()
     storage = make_storage(args, home, provider.name)
-    # The profile (no secrets) goes first: tokens are never stored without it, so there is
-    # no login that `status` lists and `token` calls unknown. It is removed again if the
-    # login does not complete and there was none before.
-    had_profile = await load_provider(home, provider.name) is not None
-    await save_provider(home, provider)
-    try:
-        if args.device:
-            auth = await _device_login(provider, storage)
-        else:
-            auth = await _browser_login(args, provider, storage)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            if not had_profile and await storage.read_auth() is None:
-                await delete_provider(home, provider.name)
-        raise
+    args.relogin = login_command(args, provider.name)
+    previous, previous_provider = await _previous(storage, home, provider.name)
+    # The flows store the provider profile (no secrets) and then the tokens, so a login
+    # is complete or absent: never tokens that `token` and `logout` cannot use.
+    if args.device:
+        auth = await _device_login(provider, storage)
+    else:
+        auth = await _browser_login(args, provider, storage)
     who = auth.email or auth.account_id or "unknown account"
     print(f"Logged in to {provider.name} as {who}. Tokens stored in {where(storage)}.", flush=True)
+    if previous is not None:
+        await _retire(previous, previous_provider, auth, provider.issuer)
     return 0

@@ -38,6 +38,7 @@ from ._http_client import RetryPolicy
 from ._protocol import TokenRequest
 from ._token_client import TokenClient
 from ._token_response import error_code, parse_token_response, token_error
+from .storage._base import store_login
 
 if TYPE_CHECKING:
     import httpx
@@ -230,7 +231,7 @@ class DeviceFlow(AsyncClosing):
                     interval += SLOW_DOWN_STEP
                     log.info("server asked to slow down", extra={"interval_s": interval})
                 continue
-            await self.storage.write_auth(auth)
+            await store_login(self.storage, auth, self.provider.to_dict())
             log.info("device login stored", extra={"account_id": auth.account_id})
             return auth
 

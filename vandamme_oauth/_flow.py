@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import sys
 import time
@@ -20,10 +21,11 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 from ._closing import AsyncClosing
-from ._exceptions import AuthorizationError, StateMismatchError
+from ._exceptions import AuthorizationError, StateMismatchError, TokenEndpointError
 from ._pkce import new_pkce, new_state
 from ._protocol import build_authorization_url, parse_callback, parse_pasted
 from ._token_client import TokenClient
+from .storage._base import store_login
 
 if TYPE_CHECKING:
     import httpx
@@ -35,7 +37,7 @@ __all__ = ["OAuthFlow"]
 
 log = logging.getLogger(__name__)
 
-OpenBrowser = Callable[[str], object]
+OpenBrowser = Callable[[str], Awaitable[object] | object]
 
 
 async def _default_open_browser(url: str) -> None:
@@ -60,8 +62,11 @@ class OAuthFlow(AsyncClosing):
     Args:
         provider: The provider to log in to.
         storage: Where the tokens go once obtained.
-        open_browser: ``fn(url)`` called with the authorization URL instead of opening the
-            system browser (it must not block). Default: print the URL and open the browser.
+        open_browser: Called instead of opening the system browser, once per login, with
+            the full authorization URL (a ``str``) when the callback server is listening.
+            A plain function or an ``async`` one (it is awaited); it must not block the
+            event loop. An exception it raises ends the login. Default: print the URL on
+            stderr and open the system browser (in a worker thread).
         http_client: An AsyncClient for the token endpoint (not closed by us).
         clock: Wall clock, seconds since the epoch.
     """
@@ -96,8 +101,8 @@ class OAuthFlow(AsyncClosing):
 
         Args:
             timeout: Seconds to wait for the browser to come back.
-            on_listening: Called with the redirect URI once the server listens (e.g. to tell
-                the user what we are waiting for).
+            on_listening: Called with the redirect URI once the server listens and the
+                browser was opened (e.g. to tell the user what we are waiting for).
             paste: Paste-back for browsers that cannot reach this machine: an async function
                 returning the next text the user pasted (the final redirect URL, or the bare
                 code), or None when there will be no more. It runs beside the loopback
@@ -113,7 +118,7 @@ class OAuthFlow(AsyncClosing):
             StorageError: the tokens could not be stored.
         """
         # Lazy import: only a login needs aiohttp (keeps `import vandamme_oauth` light).
-        from ._callback_server import CallbackServer
+        from ._callback_server import CallbackServer, Refused
 
         state = new_state()
         pkce = new_pkce()
@@ -124,7 +129,7 @@ class OAuthFlow(AsyncClosing):
             auth = await self._tokens.exchange_code(
                 code=code, redirect_uri=redirect_uri, verifier=pkce.verifier
             )
-            await self.storage.write_auth(auth)
+            await store_login(self.storage, auth, self.provider.to_dict())
             log.info("login stored", extra={"account_id": auth.account_id})
             return auth
 
@@ -138,7 +143,17 @@ class OAuthFlow(AsyncClosing):
             return await exchange(code)
 
         async def on_bare_code(params: Mapping[str, str]) -> AuthData:
-            return await exchange(params["code"])
+            # A bare code carries no state to check, so the provider is the judge: a code it
+            # refuses (mistyped, cut short, from another attempt) is refused here too, and the
+            # login keeps waiting; the verifier is still good and the real callback may come.
+            try:
+                return await exchange(params["code"])
+            except TokenEndpointError as exc:
+                if exc.transient:
+                    raise
+                raise Refused(
+                    f"the provider did not accept that code ({exc.error or exc.status_code})"
+                ) from None
 
         provider = self.provider
         host = provider.redirect_host.strip("[]")
@@ -160,7 +175,7 @@ class OAuthFlow(AsyncClosing):
                     judge = on_bare_code if bare else None
                     if await server.submit(params, judge=judge):
                         return
-                except (StateMismatchError, AuthorizationError) as exc:
+                except (StateMismatchError, AuthorizationError, Refused) as exc:
                     if exc.error:  # the provider's own error= answer: the login is over
                         server.fail(exc)
                         return
@@ -175,13 +190,15 @@ class OAuthFlow(AsyncClosing):
             url = build_authorization_url(
                 provider, redirect_uri=redirect_uri, state=state, pkce=pkce
             )
-            if on_listening is not None:
-                on_listening(redirect_uri)
             if self._open_browser is None:
                 await _default_open_browser(url)
             else:
-                self._open_browser(url)
+                opened = self._open_browser(url)
+                if inspect.isawaitable(opened):
+                    await opened
                 log.info("authorization URL handed to open_browser")
+            if on_listening is not None:
+                on_listening(redirect_uri)
             paster = asyncio.create_task(paste_loop(paste)) if paste is not None else None
             try:
                 return await server.wait(timeout)

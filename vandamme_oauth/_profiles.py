@@ -1,13 +1,13 @@
 """Saved provider configurations beside the logins: ``{home}/{name}.provider.json``.
 
-The CLI stores the provider of each login it creates, so ``status``, ``token`` and ``logout``
-know the endpoints without discovering them again. Files hold no secrets but are still 0600.
+The login flows store the provider of each login they make (through the storage's
+``remember_provider``), so ``status``, ``token`` and ``logout`` know the endpoints without
+discovering them again. Files hold no secrets but are still 0600.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING
 
 import anyio.to_thread
@@ -18,27 +18,11 @@ from ._provider import ProviderConfig
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["delete_provider", "load_provider", "save_provider"]
+__all__ = ["delete_provider", "load_provider"]
 
 
 def _path(home: Path, name: str) -> Path:
     return home / f"{name}.provider.json"
-
-
-def _save_sync(home: Path, provider: ProviderConfig) -> None:
-    path = _path(home, provider.name)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(provider.to_dict(), fh, indent=2)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
 
 def _load_sync(home: Path, name: str) -> ProviderConfig | None:
@@ -62,11 +46,6 @@ def _load_sync(home: Path, name: str) -> ProviderConfig | None:
 async def delete_provider(home: Path, name: str) -> None:
     """Forget the saved provider of login ``name`` (no error if there is none)."""
     await anyio.to_thread.run_sync(lambda: _path(home, name).unlink(missing_ok=True))
-
-
-async def save_provider(home: Path, provider: ProviderConfig) -> None:
-    """Save ``provider`` as ``{home}/{provider.name}.provider.json`` (atomic, 0600)."""
-    await anyio.to_thread.run_sync(_save_sync, home, provider)
 
 
 async def load_provider(home: Path, name: str) -> ProviderConfig | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, quote, urlsplit
@@ -130,6 +131,13 @@ def parse_callback(
     return code
 
 
+# What a pasted bare authorization code may look like: RFC 6749 allows any visible ASCII, but
+# real codes are long URL-safe strings; a short word or a sentence typed at the prompt by
+# mistake must not be sent to the token endpoint as a code.
+_MIN_CODE_LENGTH = 12
+_PLAUSIBLE_CODE = re.compile(rf"[A-Za-z0-9._~+/-]{{{_MIN_CODE_LENGTH},4096}}")
+
+
 def parse_pasted(text: str) -> tuple[dict[str, str], bool]:
     """Read what a user pasted: the final redirect URL, its query, or the bare code.
 
@@ -151,8 +159,11 @@ def parse_pasted(text: str) -> tuple[dict[str, str], bool]:
                 "your browser ended on (it contains code=... and state=...)"
             )
         return params, False
-    if any(c.isspace() for c in text) or len(text) > 4096:
-        raise AuthorizationError("the pasted text is neither a redirect address nor a code")
+    if not _PLAUSIBLE_CODE.fullmatch(text):
+        raise AuthorizationError(
+            "that is neither the address your browser ended on nor a code (a code is one "
+            f"word of at least {_MIN_CODE_LENGTH} letters, digits or -._~+/)"
+        )
     return {"code": text}, True
 
 

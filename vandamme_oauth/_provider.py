@@ -15,14 +15,21 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from ._exceptions import DiscoveryError, OAuthError, ValidationError
+from ._exceptions import DiscoveryError, InvalidJWTError, OAuthError, ValidationError
+from ._jwt_claims import claim_at, decode_claims
 from ._validation import is_loopback_host, require_endpoint_url
 from .storage._filesystem import check_login_name
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["CHATGPT_CLIENT_ID", "CHATGPT_SCOPES", "ProviderConfig", "parse_metadata"]
+__all__ = [
+    "CHATGPT_CLIENT_ID",
+    "CHATGPT_SCOPES",
+    "ProviderConfig",
+    "chatgpt_plan",
+    "parse_metadata",
+]
 
 log = logging.getLogger(__name__)
 
@@ -340,3 +347,16 @@ def parse_metadata(
         )
     except ValidationError as exc:
         raise DiscoveryError(f"unusable metadata from {issuer}: {exc.message}") from None
+
+
+def chatgpt_plan(id_token: str | None) -> str | None:
+    """The ChatGPT plan (``plus``, ``pro``, ``team``...) named in an ID token's
+    ``https://api.openai.com/auth`` claim, or None when it names none or is unreadable."""
+    if not id_token:
+        return None
+    try:
+        claims = decode_claims(id_token)
+    except InvalidJWTError:
+        return None
+    plan = claim_at(claims, (_CHATGPT_AUTH_CLAIM, "chatgpt_plan_type"))
+    return plan if isinstance(plan, str) and plan else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -100,11 +101,15 @@ async def test_cli_device_login(
         "dev",
     )
     shown = await term.expect(r"open (\S+) on any device and enter the code:\s+(\S+)")
-    await term.expect(r"Ctrl-C")
+    # On a terminal the wait is one line, redrawn in place, with elapsed and remaining time.
+    await term.expect(
+        r"\r\x1b\[KWaiting for the sign-in on the other device: 0:0\d elapsed, \d+:\d\d left"
+    )
     await run_device_browser(shown[1], shown[2])
     await term.expect(r"Logged in to dev as alice\.")
     assert await term.wait() == 0
     assert (tmp_path / "dev.json").exists()
+    assert "\nWaiting" not in term.screen  # never a new line per update
 
 
 async def test_cli_paste_back(
@@ -132,12 +137,24 @@ async def test_cli_paste_back(
     )
     url = (await term.expect(r"(http://127\.0\.0\.1:\d+/auth\?\S+)"))[1]
     await term.expect(r"paste it here")
+    waiting = await term.expect(r"Waiting for the browser to come back to \S+ \(up to 300 s")
+    assert term.screen.index(url) < waiting.start()  # the URL comes first
     result = await run_browser(url, follow_callback=False)  # the browser stops here
-    term.sendline(result.callback_url.replace("state=", "state=x"))
-    await term.expect(r"not accepted .*state")
-    term.sendline(result.callback_url)
+    refusals = [
+        ("hello", "that is neither the address your browser ended on nor a code"),
+        ("a code with spaces in it", "that is neither the address"),
+        ("x" * 40, r"the provider did not accept that code \(invalid_grant\)"),
+        (result.callback_url.replace("state=", "state=x"), "the callback.s state does not match"),
+    ]
+    for number, (text, reason) in enumerate(refusals, start=1):
+        term.sendline(text)
+        await term.expect(rf"(?s)(?:Not accepted: .*?){{{number}}}")
+        assert re.search(rf"Not accepted: {reason}[^\n]*Paste the full address again:", term.screen)
+    term.sendline(result.callback_url)  # the verifier survived the refused code
     await term.expect(r"Logged in to 127\.0\.0\.1-\d+ as alice@example\.test")
     assert await term.wait() == 0
+    assert term.screen.count("Not accepted") == len(refusals)  # each said once
+    assert "WARNING" not in term.screen
 
 
 async def test_headless_session_prints_the_url_and_offers_alternatives(
@@ -228,14 +245,19 @@ async def test_localhost_redirect_reached_over_ipv6(provider_config: ProviderCon
 async def test_missing_login_keeps_previous_logins_side_by_side(
     provider_config: ProviderConfig, tmp_path: Path
 ) -> None:
-    """Several named logins live in one home; each is its own file."""
+    """Several named logins live in one home; each is its own file, beside its profile."""
     from vandamme_oauth import FileSystemAuthStorage
 
     for name in ("work", "personal"):
         await scripted_login(
             provider_config.replace(name=name), FileSystemAuthStorage(tmp_path, name), login=name
         )
-    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["personal.json", "work.json"]
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [
+        "personal.json",
+        "personal.provider.json",
+        "work.json",
+        "work.provider.json",
+    ]
 
 
 async def test_slow_down_from_a_loopback_device_server() -> None:

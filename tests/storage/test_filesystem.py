@@ -363,9 +363,7 @@ def test_default_home_follows_the_environment(
     assert default_home() == tmp_path / "user" / "mine"
     monkeypatch.setenv("VANDAMME_OAUTH_HOME", "")
     assert default_home() == tmp_path / "xdg" / "vandamme-oauth"
-    assert (
-        FileSystemAuthStorage(provider="p").path == tmp_path / "xdg" / "vandamme-oauth" / "p.json"
-    )
+    assert FileSystemAuthStorage(name="p").path == tmp_path / "xdg" / "vandamme-oauth" / "p.json"
 
 
 async def test_file_storage_messages_say_what_to_do(tmp_path: Path) -> None:
@@ -397,3 +395,32 @@ async def test_file_storage_messages_say_what_to_do(tmp_path: Path) -> None:
         f"another process has held the lock {waiter.lock_path} for over 0.01 s; "
         "is a refresh hanging?"
     )
+
+
+def test_the_old_provider_keyword_still_works_with_a_deprecation_warning(
+    tmp_path: Path,
+) -> None:
+    """`provider=` was the login's name under a misleading word: it keeps working, warns,
+    and names the replacement."""
+    with pytest.warns(DeprecationWarning, match=r"use name=\.\.\.") as caught:
+        storage = FileSystemAuthStorage(tmp_path, provider="work")
+    assert caught[0].filename == __file__  # the warning points at the caller
+    assert storage.name == "work"
+    assert storage.path == tmp_path / "work.json"
+    assert FileSystemAuthStorage(tmp_path, "work").path == storage.path
+    assert FileSystemAuthStorage(tmp_path, name="work").path == storage.path
+
+
+async def test_remember_provider_saves_the_profile_privately_and_atomically(
+    tmp_path: Path,
+) -> None:
+    """The profile lands beside the login, 0600 in a 0700 home, as the JSON given, and is
+    replaced whole (no temp file left)."""
+    home = tmp_path / "home"
+    storage = FileSystemAuthStorage(home, "work")
+    await storage.remember_provider({"name": "work", "issuer": "https://a"})
+    await storage.remember_provider({"name": "work", "issuer": "https://b"})
+    assert json.loads(storage.profile_path.read_text()) == {"name": "work", "issuer": "https://b"}
+    assert storage.profile_path.stat().st_mode & 0o777 == 0o600
+    assert home.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in home.iterdir()) == ["work.provider.json"]

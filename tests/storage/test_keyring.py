@@ -3,6 +3,7 @@ must time out and fall back to the file, announced."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from keyrings.alt.file import PlaintextKeyring
 
 from tests.storage.test_contract import LOGIN
 from tests.support.keyrings import HangingKeyring, LockedKeyring
-from vandamme_oauth import FileSystemAuthStorage, KeyringAuthStorage, StorageError
+from vandamme_oauth import AuthData, FileSystemAuthStorage, KeyringAuthStorage, StorageError
+from vandamme_oauth.storage._base import store_login
 
 
 @pytest.fixture
@@ -132,3 +134,22 @@ def test_cli_does_not_hang_on_a_hanging_keyring(tmp_path: Path) -> None:
     assert "keyring is unusable" in done.stderr
     assert str(home / "chatgpt.json") in done.stderr
     assert json.loads((home / "chatgpt.json").read_text())["version"] == 1
+
+
+async def test_a_new_login_keeps_its_profile_beside_the_fallback_file(tmp_path: Path) -> None:
+    """store_login into the keyring: the tokens go to the keyring, the profile (no secrets)
+    beside the fallback file, where the CLI looks for it; the profile is written first."""
+    fallback = FileSystemAuthStorage(tmp_path / "home", "k")
+    order: list[str] = []
+
+    class Watching(KeyringAuthStorage):
+        async def write_auth(self, data: AuthData) -> None:
+            order.append("tokens" if not fallback.profile_path.exists() else "profile, tokens")
+            await super().write_auth(data)
+
+    storage = Watching("k", backend=plaintext(tmp_path), fallback=fallback)
+    await store_login(storage, LOGIN, {"name": "k"})
+    assert order == ["profile, tokens"]
+    assert json.loads(fallback.profile_path.read_text()) == {"name": "k"}
+    assert await storage.read_auth() == LOGIN
+    assert await fallback.read_auth() is None

@@ -20,7 +20,7 @@ async def login_and_use(issuer: str) -> str:
     provider: ProviderConfig = await ProviderConfig.discover(
         issuer, client_id="c", scopes=["openid"]
     )
-    storage: AuthStorage = FileSystemAuthStorage(home_dir="~/.config/app", provider=provider.name)
+    storage: AuthStorage = FileSystemAuthStorage(home_dir="~/.config/app", name=provider.name)
     memory: AuthStorage = InMemoryAuthStorage()
     async with OAuthFlow(provider, storage, open_browser=print) as flow:
         auth: AuthData = await flow.authenticate(timeout=300)

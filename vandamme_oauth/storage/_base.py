@@ -30,7 +30,7 @@ from .._times import check_instant
 if TYPE_CHECKING:
     import contextlib
 
-__all__ = ["FORMAT_VERSION", "AuthData", "AuthStorage", "parse_stored"]
+__all__ = ["FORMAT_VERSION", "AuthData", "AuthStorage", "parse_stored", "store_login"]
 
 FORMAT_VERSION = 1
 
@@ -202,8 +202,9 @@ class AuthStorage(Protocol):
 
     Optional, found by name: ``changes(*, interval)``, an async generator yielding whenever
     the stored login may have changed (the :class:`TokenManager`'s watcher polls
-    ``read_auth()`` otherwise), and ``prepare()``, a coroutine that gets the backend ready
-    for a first refresh.
+    ``read_auth()`` otherwise); ``prepare()``, a coroutine that gets the backend ready
+    for a first refresh; and ``remember_provider(profile)``, a coroutine keeping the
+    provider profile (a JSON-ready dict, no secrets) of a login made by a login flow.
     """
 
     async def read_auth(self) -> AuthData | None:
@@ -229,3 +230,13 @@ class AuthStorage(Protocol):
     def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
         """An async context manager excluding other refreshers of this login."""
         ...
+
+
+async def store_login(storage: AuthStorage, auth: AuthData, profile: Mapping[str, Any]) -> None:
+    """Store a new login: first its provider profile, where the backend keeps one (the
+    optional ``remember_provider(profile)``), then the tokens. Tokens are never stored
+    without the profile that says where they can be refreshed and revoked."""
+    remember = getattr(storage, "remember_provider", None)
+    if remember is not None:
+        await remember(profile)
+    await storage.write_auth(auth)

@@ -21,6 +21,7 @@ import os
 import re
 import stat
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ from .._exceptions import StorageError, ValidationError
 from ._base import AuthData
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
     import filelock
 
@@ -78,25 +79,38 @@ def list_logins(home_dir: str | os.PathLike[str]) -> list[str]:
 
 
 class FileSystemAuthStorage:
-    """An :class:`AuthStorage` keeping one login in ``{home_dir}/{provider}.json``.
+    """An :class:`AuthStorage` keeping one login in ``{home_dir}/{name}.json``.
 
     Args:
         home_dir: The folder (str or path). Default: :func:`default_home`.
-        provider: The login's name, used as the file name (default ``"chatgpt"``).
+        name: The login's name, used as the file name (default ``"chatgpt"``).
         lock_timeout: Seconds ``lock()`` waits for another process before raising.
+        provider: The old keyword for ``name`` (deprecated; it never meant a
+            :class:`ProviderConfig`).
     """
 
     def __init__(
         self,
         home_dir: str | os.PathLike[str] | None = None,
-        provider: str = "chatgpt",
+        name: str = "chatgpt",
         *,
         lock_timeout: float = 60.0,
+        provider: str | None = None,
     ) -> None:
+        if provider is not None:
+            warnings.warn(
+                "FileSystemAuthStorage(provider=...) is deprecated: the argument is the "
+                "login's name; use name=...",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            name = provider
         self.home_dir = Path(home_dir).expanduser() if home_dir is not None else default_home()
-        self.name = check_login_name(provider)
+        self.name = check_login_name(name)
         self.path = self.home_dir / f"{self.name}.json"
         self.lock_path = self.home_dir / f"{self.name}.json.lock"
+        #: The provider profile saved beside the login (no secrets), see remember_provider.
+        self.profile_path = self.home_dir / f"{self.name}.provider.json"
         self.lock_timeout = lock_timeout
         self._local_lock = asyncio.Lock()
         self._in_flight: set[asyncio.Future[Any]] = set()
@@ -213,9 +227,11 @@ class FileSystemAuthStorage:
             ) from exc
         self._replace_with(payload)
 
-    def _replace_with(self, payload: bytes) -> None:
-        """Atomically make ``payload`` the file's content (temp file, fsync, os.replace)."""
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
+    def _replace_with(self, payload: bytes, path: Path | None = None) -> None:
+        """Atomically make ``payload`` the content of ``path`` (default: the auth file):
+        temp file, fsync, os.replace."""
+        path = path or self.path
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
@@ -223,12 +239,12 @@ class FileSystemAuthStorage:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, self.path)
+            os.replace(tmp, path)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise StorageError(
-                f"cannot write {self.path}: {exc.strerror or exc}; the previous login is unchanged"
+                f"cannot write {path}: {exc.strerror or exc}; the previous login is unchanged"
             ) from exc
         self._sync_folder()
 
@@ -282,6 +298,23 @@ class FileSystemAuthStorage:
     async def is_authenticated(self) -> bool:
         """True when the file exists and holds a readable login."""
         return await self.read_auth() is not None
+
+    async def remember_provider(self, profile: Mapping[str, Any]) -> None:
+        """Save the login's provider profile (``ProviderConfig.to_dict()``, no secrets) as
+        ``{home}/{name}.provider.json``, atomically and 0600. The login flows call this
+        before they store tokens, so a login made from code is as complete as the CLI's:
+        ``vandamme-oauth status``, ``token`` and ``logout`` know its endpoints.
+
+        Raises:
+            StorageError: the folder or file cannot be written.
+        """
+        payload = json.dumps(dict(profile), indent=2).encode()
+
+        def write() -> None:
+            self._ensure_home()
+            self._replace_with(payload, self.profile_path)
+
+        await anyio.to_thread.run_sync(write)
 
     async def prepare(self) -> None:
         """Load the file-lock machinery in a worker thread ahead of the first ``lock()``

@@ -21,7 +21,7 @@ from ._base import AuthData, parse_stored
 from ._filesystem import FileSystemAuthStorage, check_login_name
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     import keyring.backend
 
@@ -93,7 +93,7 @@ class KeyringAuthStorage:
         self.name = check_login_name(name)
         self.service = service
         self.timeout = timeout
-        self.fallback = fallback or FileSystemAuthStorage(provider=name)
+        self.fallback = fallback or FileSystemAuthStorage(name=name)
         self._backend = backend
         self._on_fallback = on_fallback
         self.fallback_reason: str | None = None
@@ -160,6 +160,11 @@ class KeyringAuthStorage:
 
         await self._call(delete)
         await self.fallback.clear_auth()
+
+    async def remember_provider(self, profile: Mapping[str, Any]) -> None:
+        """Save the provider profile (no secrets) beside the fallback file, where the CLI
+        looks for it whichever of the two holds the tokens."""
+        await self.fallback.remember_provider(profile)
 
     async def is_authenticated(self) -> bool:
         """True when a login is stored."""
