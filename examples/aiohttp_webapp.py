@@ -2,6 +2,8 @@
 per user (here in memory; use RedisAuthStorage with a per-user key in production).
 
     python examples/aiohttp_webapp.py --issuer https://idp.example --client-id my-app
+
+Register ``http://127.0.0.1:8000/auth/callback`` as the client's redirect URI.
 """
 
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import secrets
+import socket
 
 from aiohttp import web
 
-from vandamme_oauth import AuthData, InMemoryAuthStorage, ProviderConfig, WebLogin
+from vandamme_oauth import AuthData, InMemoryAuthStorage, OAuthError, ProviderConfig, WebLogin
 from vandamme_oauth.integrations.aiohttp import setup_login
 
 LOGINS = web.AppKey("logins", dict[str, InMemoryAuthStorage])
@@ -49,16 +52,17 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issuer", required=True)
     parser.add_argument("--client-id", required=True)
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="0: any free port")
     args = parser.parse_args()
     provider = await ProviderConfig.discover(args.issuer, client_id=args.client_id)
-    app = make_app(
-        provider, base_url=f"http://127.0.0.1:{args.port}", secret=secrets.token_bytes(32)
-    )
+    # Listen first, so that the redirect URI names the real port (also with --port 0).
+    sock = socket.create_server(("127.0.0.1", args.port))
+    base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    app = make_app(provider, base_url=base_url, secret=secrets.token_bytes(32))
     runner = web.AppRunner(app)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", args.port).start()
-    print(f"Open http://127.0.0.1:{args.port}/login?user=alice")
+    await web.SockSite(runner, sock).start()
+    print(f"Open {base_url}/login?user=alice (register {base_url}/auth/callback)", flush=True)
     try:
         await asyncio.Event().wait()
     finally:
@@ -66,4 +70,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except OAuthError as exc:  # discovery refused...: one line, no traceback
+        raise SystemExit(f"aiohttp_webapp: {exc}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

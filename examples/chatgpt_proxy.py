@@ -5,7 +5,11 @@ upstream (default ChatGPT's backend) with the user's token and account headers.
     python examples/chatgpt_proxy.py --port 8080
     curl -N http://127.0.0.1:8080/codex/responses -d @request.json
 
-Request and response bodies stream through. A small request body (up to 1 MiB with a known
+    python examples/chatgpt_proxy.py --login work --upstream https://api.example.com
+
+Request and response bodies stream through, byte for byte: a compressed answer is relayed
+compressed, with its ``Content-Encoding``, and the upstream is asked for exactly the
+encodings the client accepts. A small request body (up to 1 MiB with a known
 length) is kept so that a 401 can be retried once after a refresh; a larger or chunked one
 is streamed and a 401 is passed back (the next request uses the refreshed token).
 """
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 import httpx
 from aiohttp import web
 
-from vandamme_oauth import FileSystemAuthStorage, ProviderConfig, TokenManager
+from vandamme_oauth import OAuthError, TokenManager, open_login
 from vandamme_oauth.integrations.httpx import TokenManagerAuth
 
 if TYPE_CHECKING:
@@ -46,6 +50,8 @@ DROP = {
 async def forward(request: web.Request) -> web.StreamResponse:
     client = request.app[CLIENT]
     headers = {k: v for k, v in request.headers.items() if k.lower() not in DROP}
+    if not any(k.lower() == "accept-encoding" for k in headers):
+        headers["Accept-Encoding"] = "identity"  # not httpx's default: the client asked none
     body: bytes | AsyncIterator[bytes]
     if request.content_length is not None and request.content_length <= REPLAYABLE:
         body = await request.read()
@@ -57,7 +63,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
     )
     response = web.StreamResponse(status=upstream.status_code)
     for key, value in upstream.headers.items():
-        if key.lower() not in DROP | {"content-encoding"}:
+        if key.lower() not in DROP:  # Content-Encoding stays: the bytes are relayed raw
             response.headers[key] = value
     try:
         await response.prepare(request)
@@ -88,15 +94,18 @@ def make_app(manager: TokenManager, upstream: str) -> web.Application:
 async def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="A ChatGPT proxy that adds your tokens.")
     parser.add_argument("--upstream", default="https://chatgpt.com/backend-api")
-    parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--home", help="where logins are stored (default: the CLI's)")
+    parser.add_argument("--port", type=int, default=8080, help="0: any free port")
+    parser.add_argument("--login", help="a stored login's name (default: chatgpt)")
+    parser.add_argument("--home", help="where logins are stored (default: the CLI's folder)")
     args = parser.parse_args(argv)
-    provider = ProviderConfig.chatgpt()
-    async with TokenManager(provider, FileSystemAuthStorage(args.home, provider.name)) as manager:
+    provider, storage = await open_login(args.login, home=args.home)
+    async with TokenManager(provider, storage) as manager:
+        await manager.get_access_token()  # no usable login: say so now, not per request
         runner = web.AppRunner(make_app(manager, args.upstream))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", args.port).start()
-        print(f"Proxying http://127.0.0.1:{args.port} -> {args.upstream} (Ctrl-C stops)")
+        port = runner.addresses[0][1]
+        print(f"Proxying http://127.0.0.1:{port} -> {args.upstream} (Ctrl-C stops)", flush=True)
         try:
             await asyncio.Event().wait()
         finally:
@@ -104,4 +113,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except OAuthError as exc:  # no login stored, a refused refresh...: one line, no traceback
+        raise SystemExit(f"chatgpt_proxy: {exc}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

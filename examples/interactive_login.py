@@ -11,7 +11,13 @@ import argparse
 import asyncio
 from typing import TYPE_CHECKING
 
-from vandamme_oauth import FileSystemAuthStorage, OAuthFlow, ProviderConfig, TokenManager
+from vandamme_oauth import (
+    FileSystemAuthStorage,
+    OAuthError,
+    OAuthFlow,
+    ProviderConfig,
+    TokenManager,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -21,17 +27,23 @@ async def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issuer", help="an OpenID provider (default: ChatGPT)")
     parser.add_argument("--client-id", help="your public client id at --issuer")
+    parser.add_argument("--name", help="the login's name (default: chatgpt, or from --issuer)")
     parser.add_argument("--home", help="where logins are stored (default: the CLI's folder)")
     parser.add_argument("--no-browser", action="store_true", help="print the URL only")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(argv)
 
+    if bool(args.issuer) != bool(args.client_id):
+        parser.error("--issuer and --client-id go together")
     if args.issuer:
         provider = await ProviderConfig.discover(
-            args.issuer, client_id=args.client_id, scopes=["openid", "offline_access", "email"]
+            args.issuer,
+            client_id=args.client_id,
+            scopes=["openid", "offline_access", "email"],
+            name=args.name,
         )
     else:
-        provider = ProviderConfig.chatgpt()
+        provider = ProviderConfig.chatgpt(name=args.name or "chatgpt")
     storage = FileSystemAuthStorage(args.home, provider.name)
 
     def print_url(url: str) -> None:
@@ -49,4 +61,9 @@ async def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    try:
+        raise SystemExit(asyncio.run(main()))
+    except OAuthError as exc:  # a refused login, a timeout...: one line, no traceback
+        raise SystemExit(f"interactive_login: {exc}") from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

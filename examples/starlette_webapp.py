@@ -1,12 +1,20 @@
 """A Starlette app that signs its users in (pip install "vandamme-oauth[starlette]" uvicorn).
 
-uvicorn examples.starlette_webapp:app   # after setting ISSUER and CLIENT_ID below
+    ISSUER=https://idp.example CLIENT_ID=my-app uvicorn examples.starlette_webapp:app
+
+Settings come from the environment: ``ISSUER`` and ``CLIENT_ID`` (required), ``BASE_URL``
+(where users reach the app, default ``http://127.0.0.1:8000``; register
+``$BASE_URL/auth/callback`` with the provider) and ``LOGIN_COOKIE_SECRET`` (at least 32
+bytes; default: a random one, so logins in progress do not survive a restart).
+Then open ``$BASE_URL/login?user=alice``.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING
+import os
+import secrets
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse, Response
@@ -21,7 +29,7 @@ if TYPE_CHECKING:
 
 
 def make_app(
-    provider: ProviderConfig, *, base_url: str, secret: bytes
+    provider: ProviderConfig, *, base_url: str, secret: str | bytes
 ) -> tuple[Starlette, dict[str, InMemoryAuthStorage]]:
     """The app and its per-user logins: /login?user=NAME starts a login."""
     logins: dict[str, InMemoryAuthStorage] = {}
@@ -33,6 +41,7 @@ def make_app(
     )
 
     async def user_key(request: Request) -> str:
+        # A real app takes this from its own session; a query parameter keeps this short.
         return request.query_params.get("user", "anonymous")
 
     async def signed_in(request: Request, user: str, auth: AuthData) -> Response:
@@ -45,3 +54,31 @@ def make_app(
 
     routes = login_routes(login, user_key=user_key, on_success=signed_in)
     return Starlette(routes=routes, lifespan=lifespan), logins
+
+
+def app_from_environment() -> Starlette:
+    """The app ``uvicorn examples.starlette_webapp:app`` serves, configured by the
+    environment; the provider is discovered when the server starts."""
+    missing = [name for name in ("ISSUER", "CLIENT_ID") if not os.environ.get(name)]
+    if missing:
+        raise SystemExit(f"starlette_webapp: set {' and '.join(missing)} (see the docstring)")
+    issuer, client_id = os.environ["ISSUER"], os.environ["CLIENT_ID"]
+    base_url = os.environ.get("BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+    secret = os.environ.get("LOGIN_COOKIE_SECRET") or secrets.token_bytes(32)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(outer: Starlette) -> AsyncIterator[None]:
+        provider = await ProviderConfig.discover(issuer, client_id=client_id)
+        inner, _ = make_app(provider, base_url=base_url, secret=secret)
+        outer.mount("/", inner)
+        async with inner.router.lifespan_context(inner):
+            yield
+
+    return Starlette(lifespan=lifespan)
+
+
+def __getattr__(name: str) -> Any:
+    # `app` is built when a server asks for it, so importing this module reads no settings.
+    if name == "app":
+        return app_from_environment()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

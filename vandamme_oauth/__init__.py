@@ -34,6 +34,7 @@ from ._jwt_claims import decode_claims as decode_claims
 from ._pkce import PkcePair as PkcePair
 from ._pkce import new_pkce as new_pkce
 from ._pkce import new_state as new_state
+from ._profiles import open_login as open_login
 from ._provider import ProviderConfig as ProviderConfig
 from ._token_client import TokenClient as TokenClient
 from ._token_manager import ManagerState as ManagerState
@@ -91,6 +92,7 @@ __all__ = [
     "decode_claims",
     "new_pkce",
     "new_state",
+    "open_login",
 ]
 
 

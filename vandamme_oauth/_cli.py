@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,8 +127,8 @@ def _one_line(exc: OAuthError, relogin: str | None) -> str:
     the fix is a new login."""
     text = " ".join(str(exc).split())
     if relogin and isinstance(exc, NotAuthenticatedError | ReauthenticationRequired):
-        for generic in ("; log in again", "; run 'vandamme-oauth login' first"):
-            text = text.removesuffix(generic)
+        # The library's generic advice gives way to the exact command for this login.
+        text = re.sub(r"; log in (again|first)\b.*$", "", text)
         text += f"; log in again with: {relogin}"
     return f"vandamme-oauth: {text}"
 

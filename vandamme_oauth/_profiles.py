@@ -12,13 +12,16 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
-from ._exceptions import StorageError, ValidationError
-from ._provider import ProviderConfig
+from ._exceptions import NotAuthenticatedError, StorageError, ValidationError
+from ._provider import ProviderConfig, login_name
+from .storage._filesystem import FileSystemAuthStorage
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
     from pathlib import Path
 
-__all__ = ["delete_provider", "load_provider"]
+__all__ = ["delete_provider", "load_provider", "open_login"]
 
 
 def _path(home: Path, name: str) -> Path:
@@ -51,3 +54,43 @@ async def delete_provider(home: Path, name: str) -> None:
 async def load_provider(home: Path, name: str) -> ProviderConfig | None:
     """The saved provider of login ``name`` (the ChatGPT preset for ``chatgpt``), or None."""
     return await anyio.to_thread.run_sync(_load_sync, home, name)
+
+
+async def open_login(
+    name: str | None = None,
+    *,
+    issuer: str | None = None,
+    client_id: str | None = None,
+    scopes: Iterable[str] = ("openid", "offline_access"),
+    home: str | os.PathLike[str] | None = None,
+) -> tuple[ProviderConfig, FileSystemAuthStorage]:
+    """The provider and storage of a login in a home folder, ready for a :class:`TokenManager`.
+
+    ``open_login("work")`` opens a login made by ``vandamme-oauth login`` (or by a flow into
+    a :class:`FileSystemAuthStorage`) with its saved provider; ``open_login()`` is the
+    ChatGPT login. ``open_login(issuer=..., client_id=...)`` discovers the provider and
+    opens the login the CLI makes for it (named after the issuer unless ``name`` is given).
+
+    Raises:
+        ValidationError: ``issuer`` without ``client_id``, or the other way round.
+        NotAuthenticatedError: no login by that name has a saved provider (the message
+            names the command that makes one).
+        DiscoveryError: the issuer's metadata could not be used.
+    """
+    if (issuer is None) != (client_id is None):
+        raise ValidationError("issuer and client_id go together: give both or neither")
+    storage_home = FileSystemAuthStorage(home).home_dir
+    if issuer is not None and client_id is not None:
+        name = name or login_name(issuer)
+        provider = await ProviderConfig.discover(
+            issuer, client_id=client_id, scopes=scopes, name=name
+        )
+        return provider, FileSystemAuthStorage(storage_home, name)
+    name = name or "chatgpt"
+    saved = await load_provider(storage_home, name)
+    if saved is None:
+        raise NotAuthenticatedError(
+            f"no login named {name!r} in {storage_home}; log in first: vandamme-oauth login "
+            f"--issuer URL --client-id ID --name {name}"
+        )
+    return saved, FileSystemAuthStorage(storage_home, name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
@@ -28,6 +29,7 @@ __all__ = [
     "CHATGPT_SCOPES",
     "ProviderConfig",
     "chatgpt_plan",
+    "login_command",
     "parse_metadata",
 ]
 
@@ -360,3 +362,19 @@ def chatgpt_plan(id_token: str | None) -> str | None:
         return None
     plan = claim_at(claims, (_CHATGPT_AUTH_CLAIM, "chatgpt_plan_type"))
     return plan if isinstance(plan, str) and plan else None
+
+
+def login_command(provider: ProviderConfig) -> str:
+    """The CLI command that makes a login for ``provider`` in the default home:
+    ``vandamme-oauth login chatgpt`` for the preset, else the issuer, client and name."""
+    parts = ["vandamme-oauth", "login"]
+    if (provider.issuer, provider.client_id) == (CHATGPT_ISSUER, CHATGPT_CLIENT_ID):
+        parts.append("chatgpt")
+        if provider.name != "chatgpt":
+            parts += ["--name", provider.name]
+    else:
+        parts += ["--issuer", provider.issuer, "--client-id", provider.client_id]
+        parts += [arg for scope in provider.scopes for arg in ("--scope", scope)]
+        if provider.name != login_name(provider.issuer):
+            parts += ["--name", provider.name]
+    return shlex.join(parts)

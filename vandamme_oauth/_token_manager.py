@@ -65,6 +65,7 @@ from ._exceptions import (
     StorageError,
     TokenError,
 )
+from ._provider import login_command
 from ._token_client import TokenClient
 
 if TYPE_CHECKING:
@@ -410,7 +411,8 @@ class TokenManager(AsyncClosing):
         if stored is None:
             self._forget()
             raise NotAuthenticatedError(
-                f"no {self.provider.name} login is stored; run 'vandamme-oauth login' first"
+                f"no {self.provider.name} login is stored; log in first: "
+                f"{login_command(self.provider)}"
             )
         return stored
 
