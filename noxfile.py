@@ -1,6 +1,7 @@
 """Developer tasks. `scripts/test` bootstraps nox and runs the default sessions.
 
-Sessions: tests (the whole suite, real provider included), lint, typecheck, bench.
+Sessions: tests (the whole suite, real provider included), browser, lint, typecheck, docs;
+bench and mutation on request.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.error_on_external_run = True
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "browser"]
+nox.options.sessions = ["lint", "typecheck", "docs", "tests", "browser"]
 
 ROOT = Path(__file__).parent
 PYPROJECT = nox.project.load_toml("pyproject.toml")
@@ -79,6 +80,18 @@ def typecheck(session: nox.Session) -> None:
         "-e", ".", *nox.project.dependency_groups(PYPROJECT, "typing", "bench", "browser")
     )
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site: the README as the guide and the API reference from the
+    docstrings (mkdocs-material + mkdocstrings). Strict: a broken link or reference fails."""
+    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "docs"))
+    site = Path(session.create_tmp()) / "site"
+    session.run(
+        "mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"}
+    )
+    session.log(f"documentation built in {site}")
 
 
 @nox.session

@@ -2,13 +2,13 @@
 
 It listens only while a login is pending, serves ``{path}`` (GET, and POST for
 ``response_mode=form_post``), ``/success`` and ``/cancel``, answers 404 to anything else and
-keeps waiting. The outcome is one :class:`asyncio.Future`: the first callback whose state
+keeps waiting. The outcome is one `Future`: the first callback whose state
 matches completes it, whatever its outcome, so a state is used once. Every page is static or
 HTML-escaped and carries ``Cache-Control: no-store``, ``Referrer-Policy: no-referrer``, a
 restrictive CSP and ``Connection: close``. The access log is off: callback URLs hold codes.
 
 Each callback is judged in a task the server owns (one at a time), and the judgement ends in
-a :class:`Verdict`. The login ``timeout`` bounds the wait for the browser only: a callback
+a `Verdict`. The login ``timeout`` bounds the wait for the browser only: a callback
 that is being judged when it runs out (the code exchange in flight) gets ``exchange_timeout``
 more seconds, and its true outcome is reported. Closing the server (a cancelled login)
 cancels a judgement in flight, so cancellation ends the login at once. Only the browser whose
@@ -76,7 +76,7 @@ class Verdict(enum.Enum):
 
     ACCEPTED = "accepted"  #: the login is stored: send the browser to the success page
     NOT_OURS = "not ours"  #: the state matches no pending login: refuse it, keep waiting
-    REFUSED = "refused"  #: the judge refused this input (:class:`Refused`): keep waiting
+    REFUSED = "refused"  #: the judge refused this input (`Refused`): keep waiting
     FAILED = "failed"  #: the login ended with an error (the provider's, or the exchange's)
     BROKEN = "broken"  #: an unexpected error ended the login
     FINISHED = "finished"  #: the login had already ended
@@ -118,7 +118,7 @@ class CallbackServer(AsyncClosing):
 
     Args:
         on_callback: Judges the callback parameters and returns the stored login. Raising
-            :class:`StateMismatchError` or :class:`Refused` answers 400 and keeps waiting;
+            `StateMismatchError` or `Refused` answers 400 and keeps waiting;
             any other error ends the login with that error.
         path: The callback path.
         ports: Ports to try in order; ``(0,)`` picks an ephemeral port.
@@ -126,7 +126,7 @@ class CallbackServer(AsyncClosing):
             machine without IPv4 loopback).
         also_ipv6: Also listen on ``::1`` (best effort) for ``localhost`` redirect URIs.
         cancel_busy_port: Send ``GET /cancel`` to a busy port and retry before moving on.
-        success_grace: Seconds :meth:`wait` lingers for the browser to fetch ``/success``.
+        success_grace: Seconds `wait()` lingers for the browser to fetch ``/success``.
         exchange_timeout: Seconds a callback already being judged when the login timeout
             runs out gets to finish (its code exchange and storage write).
     """

@@ -1,8 +1,8 @@
 """The ``vandamme-oauth`` command: login, status, logout, token.
 
 ``main(argv)`` parses arguments, runs one coroutine with ``asyncio.run`` and maps every
-:class:`OAuthError` to a one-line reason on stderr and exit code 1 (2 for usage errors,
-130 for Ctrl-C). Nothing here prints a token except ``token``, whose job it is.
+[`OAuthError`][vandamme_oauth.OAuthError] to a one-line reason on stderr and exit code 1 (2 for
+usage errors, 130 for Ctrl-C). Nothing here prints a token except ``token``, whose job it is.
 """
 
 from __future__ import annotations

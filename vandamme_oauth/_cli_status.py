@@ -11,8 +11,8 @@ Each login gets one state word:
 
 The exit code is 0 only when every login shown is usable (as ``gh auth status``). ``--json``
 prints the same facts as one stable document (``version`` 1) with no secret in it.
-``--check`` proves each login live through a :class:`TokenManager`: it refreshes a login
-that needs it, stores the answer, and reports the outcome.
+``--check`` proves each login live through a [`TokenManager`][vandamme_oauth.TokenManager]: it
+refreshes a login that needs it, stores the answer, and reports the outcome.
 """
 
 from __future__ import annotations

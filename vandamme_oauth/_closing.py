@@ -11,7 +11,7 @@ __all__ = ["AsyncClosing"]
 
 
 class AsyncClosing:
-    """Base for objects that own resources (HTTP clients) released by :meth:`aclose`."""
+    """Base for objects that own resources (HTTP clients) released by `aclose()`."""
 
     async def aclose(self) -> None:
         """Release what the object holds (idempotent)."""

@@ -143,7 +143,7 @@ class DeviceFlow(AsyncClosing):
     Args:
         provider: Needs ``device_authorization_endpoint`` (RFC 8628) or the ChatGPT preset.
         storage: Where the tokens go.
-        on_code: Called once with the :class:`DeviceCode` to show the user.
+        on_code: Called once with the `DeviceCode` to show the user.
         http_client: An AsyncClient (not closed by us).
         clock: Monotonic clock for the code's expiry.
         sleep: How to wait between polls (injectable for tests).

@@ -1,9 +1,9 @@
 """The exception tree of vandamme-oauth.
 
-Every error the library raises on purpose is an :class:`OAuthError`, so one ``except`` catches
-them all. Fields follow RFC 6749 section 5.2 (``error``, ``error_description``, ``error_uri``)
-whenever the server supplied them. No message, ``repr`` or attribute ever holds a token,
-authorization code, state or PKCE verifier (``TokenError.salvage`` holds a login, whose
+Every error the library raises on purpose is an [`OAuthError`][vandamme_oauth.OAuthError], so one
+``except`` catches them all. Fields follow RFC 6749 section 5.2 (``error``, ``error_description``,
+``error_uri``) whenever the server supplied them. No message, ``repr`` or attribute ever holds a
+token, authorization code, state or PKCE verifier (``TokenError.salvage`` holds a login, whose
 ``repr`` hides its secrets, so that a rotated refresh token in a broken answer is kept).
 
     OAuthError
@@ -165,8 +165,8 @@ class TokenError(OAuthError):
     Attributes:
         salvage: Set only when a refresh answer was unusable but carried a new (rotated)
             refresh token: the previous login with that refresh token in it, which the
-            :class:`TokenManager` stores so the rotation is not lost. An ``AuthData``, whose
-            ``repr`` hides every secret; never part of the message.
+            [`TokenManager`][vandamme_oauth.TokenManager] stores so the rotation is not lost. An
+            ``AuthData``, whose ``repr`` hides every secret; never part of the message.
     """
 
     salvage: Any = None

@@ -97,7 +97,7 @@ class OAuthFlow(AsyncClosing):
         paste: Callable[[], Awaitable[str | None]] | None = None,
         on_paste_rejected: Callable[[str], object] | None = None,
     ) -> AuthData:
-        """Run the whole login and return the stored :class:`AuthData`.
+        """Run the whole login and return the stored [`AuthData`][vandamme_oauth.AuthData].
 
         Args:
             timeout: Seconds to wait for the browser to come back.

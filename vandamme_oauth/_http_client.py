@@ -87,7 +87,7 @@ async def shared_ssl_context() -> ssl.SSLContext:
 
 
 async def open_http_client(*, timeout: float = 30.0) -> httpx.AsyncClient:
-    """:func:`new_http_client` with the shared SSL context (nothing blocks the loop)."""
+    """`new_http_client()` with the shared SSL context (nothing blocks the loop)."""
     return new_http_client(timeout=timeout, verify=await shared_ssl_context())
 
 
@@ -97,7 +97,7 @@ def new_http_client(
     """An AsyncClient that honours proxy environment variables but never proxies loopback.
 
     ``verify=True`` loads the CA bundle here, blocking: in a coroutine use
-    :func:`open_http_client`."""
+    `open_http_client()`."""
     direct = httpx.AsyncHTTPTransport(verify=verify)
     return httpx.AsyncClient(
         verify=verify,

@@ -1,4 +1,4 @@
-"""PKCE (RFC 7636) and the ``state`` value: one-time secrets made with :mod:`secrets`.
+"""PKCE (RFC 7636) and the ``state`` value: one-time secrets made with `secrets`.
 
 The verifier is 64 random octets in base64url without padding (86 characters, 512 bits of
 entropy), the same as the Codex CLI; RFC 7636 section 4.1 asks for 43 to 128 characters and

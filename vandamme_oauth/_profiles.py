@@ -64,12 +64,14 @@ async def open_login(
     scopes: Iterable[str] = ("openid", "offline_access"),
     home: str | os.PathLike[str] | None = None,
 ) -> tuple[ProviderConfig, FileSystemAuthStorage]:
-    """The provider and storage of a login in a home folder, ready for a :class:`TokenManager`.
+    """The provider and storage of a login in a home folder, ready for a
+    [`TokenManager`][vandamme_oauth.TokenManager].
 
     ``open_login("work")`` opens a login made by ``vandamme-oauth login`` (or by a flow into
-    a :class:`FileSystemAuthStorage`) with its saved provider; ``open_login()`` is the
-    ChatGPT login. ``open_login(issuer=..., client_id=...)`` discovers the provider and
-    opens the login the CLI makes for it (named after the issuer unless ``name`` is given).
+    a [`FileSystemAuthStorage`][vandamme_oauth.FileSystemAuthStorage]) with its saved provider;
+    ``open_login()`` is the ChatGPT login. ``open_login(issuer=..., client_id=...)`` discovers the
+    provider and opens the login the CLI makes for it (named after the issuer unless ``name`` is
+    given).
 
     Raises:
         ValidationError: ``issuer`` without ``client_id``, or the other way round.

@@ -1,11 +1,11 @@
 """The OAuth protocol core, sans I/O: pure functions over plain values.
 
-- Authorization request (RFC 6749 4.1.1, RFC 7636 4.3): :func:`build_authorization_url`.
-- Authorization response (RFC 6749 4.1.2, RFC 9207 2.4): :func:`parse_callback`, which
+- Authorization request (RFC 6749 4.1.1, RFC 7636 4.3): `build_authorization_url()`.
+- Authorization response (RFC 6749 4.1.2, RFC 9207 2.4): `parse_callback()`, which
   checks ``state`` first (constant time), then ``error``, then ``iss``, then ``code``.
-- Token requests (RFC 6749 4.1.3 and 6, RFC 7009 2.1): :func:`code_exchange_request`,
-  :func:`refresh_request`, :func:`revoke_request`.
-- Token responses live in :mod:`._token_response`.
+- Token requests (RFC 6749 4.1.3 and 6, RFC 7009 2.1): `code_exchange_request()`,
+  `refresh_request()`, `revoke_request()`.
+- Token responses live in `_token_response`.
 """
 
 from __future__ import annotations

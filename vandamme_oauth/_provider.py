@@ -146,7 +146,7 @@ class ProviderConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProviderConfig:
-        """Rebuild a config saved with :meth:`to_dict`; unknown keys are ignored.
+        """Rebuild a config saved with `to_dict()`; unknown keys are ignored.
 
         Raises:
             ValidationError: the data does not describe a valid provider.
@@ -229,7 +229,7 @@ class ProviderConfig:
             issuer: The issuer identifier, e.g. ``https://accounts.example.com``.
             client_id: Our public client's id at that issuer.
             scopes: Scopes to request at login.
-            name: The login's name; default derived from the issuer (see :func:`login_name`).
+            name: The login's name; default derived from the issuer (see `login_name()`).
             response_mode: ``"form_post"`` to receive the callback as a POST.
             http_client: A client to use (not closed); default a fresh one.
 
@@ -305,7 +305,8 @@ def parse_metadata(
     name: str | None = None,
     response_mode: Literal["form_post"] | None = None,
 ) -> ProviderConfig:
-    """Build a :class:`ProviderConfig` from a metadata document (pure; no I/O).
+    """Build a [`ProviderConfig`][vandamme_oauth.ProviderConfig] from a metadata document (pure; no
+    I/O).
 
     Raises:
         DiscoveryError: the document is not an object, names another issuer, lacks an

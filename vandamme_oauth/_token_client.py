@@ -1,4 +1,4 @@
-"""TokenClient: moves token requests over HTTP; all judgement lives in :mod:`._protocol`."""
+"""TokenClient: moves token requests over HTTP; all judgement lives in `_protocol`."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ class TokenClient(AsyncClosing):
         return self._client
 
     async def post(self, request: TokenRequest, *, idempotent: bool) -> httpx.Response:
-        """Send ``request``, retried only where that is safe (see :mod:`._http_client`)."""
+        """Send ``request``, retried only where that is safe (see `_http_client`)."""
         content, content_type = request.content()
         return await send_with_retries(
             await self._http(),
@@ -157,7 +157,7 @@ class TokenClient(AsyncClosing):
 
         Raises:
             ReauthenticationRequired: the refresh token is dead (or there is none).
-            TokenEndpointError, TokenError, NetworkError: as for :meth:`exchange_code`.
+            TokenEndpointError, TokenError, NetworkError: as for `exchange_code()`.
         """
         if not current.refresh_token:
             from ._exceptions import ReauthenticationRequired

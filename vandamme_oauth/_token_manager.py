@@ -1,6 +1,6 @@
 """TokenManager: a valid access token on the hot path; refreshes are the manager's own work.
 
-Each login the manager has adopted has three instants (see :class:`_Windows`)::
+Each login the manager has adopted has three instants (see `_Windows`)::
 
     last_refresh ......... advisory ......... mandatory ...... expiry
          │      fresh         │  refreshing ahead  │  waiting     │  expired: waiting
@@ -11,7 +11,7 @@ Each login the manager has adopted has three instants (see :class:`_Windows`)::
 than twice the margin); ``mandatory`` is ``mandatory_margin`` before expiry (at most a tenth
 of the lifetime), the allowance for clock skew between us and the provider.
 
-How a call moves between the states (:class:`ManagerState`):
+How a call moves between the states ([`ManagerState`][vandamme_oauth.ManagerState]):
 
 - **FRESH**: before ``advisory``, ``get_access_token()`` reads the clock once, compares it
   with one float and returns the cached token: no lock, no I/O, no suspension.
@@ -26,8 +26,8 @@ How a call moves between the states (:class:`ManagerState`):
   the END of the failed attempt (``Retry-After`` honoured up to ``max_backoff``), is over.
   An expired token is never served: callers then get the failure.
 - **DEAD**: the provider rejected the refresh token for good. The still-valid token is served
-  until it expires, then :class:`ReauthenticationRequired` is raised without a request, until
-  storage holds another refresh token (a new login).
+  until it expires, then [`ReauthenticationRequired`][vandamme_oauth.ReauthenticationRequired] is
+  raised without a request, until storage holds another refresh token (a new login).
 
 The refresh task (single flight, RFC 6749 section 6, RFC 9700 section 4.14): read storage
 and adopt what another process stored; take ``storage.lock()`` (other processes and hosts);
@@ -96,7 +96,8 @@ def _fresh(exc: BaseException) -> BaseException:
 
 
 class ManagerState(enum.Enum):
-    """Where a :class:`TokenManager` stands; see the module docstring for the moves."""
+    """Where a [`TokenManager`][vandamme_oauth.TokenManager] stands; see the module docstring for
+    the moves."""
 
     EMPTY = "empty"  #: no login loaded yet (or storage holds none)
     FRESH = "fresh"  #: the cached token is served on the hot path
@@ -153,7 +154,7 @@ class TokenManager(AsyncClosing):
             (``Retry-After`` is honoured up to this bound).
         watch_interval: How often, in seconds, the watcher looks for logins written by others
             when the backend cannot notify (None: no watcher).
-        close_timeout: How long :meth:`aclose` waits for a refresh in flight to be stored.
+        close_timeout: How long `aclose()` waits for a refresh in flight to be stored.
     """
 
     def __init__(
@@ -247,7 +248,7 @@ class TokenManager(AsyncClosing):
 
     @property
     def state(self) -> ManagerState:
-        """Where the manager stands now (see :class:`ManagerState`)."""
+        """Where the manager stands now (see [`ManagerState`][vandamme_oauth.ManagerState])."""
         auth, now = self._auth, self._clock()
         if auth is None:
             return ManagerState.EMPTY
@@ -277,7 +278,7 @@ class TokenManager(AsyncClosing):
         return (await self._slow_path()).access_token
 
     async def get_auth_data(self) -> AuthData:
-        """Like :meth:`get_access_token`, returning the whole login (e.g. ``account_id`` for the
+        """Like `get_access_token()`, returning the whole login (e.g. ``account_id`` for the
         ``ChatGPT-Account-ID`` header)."""
         auth = self._auth
         if self._clock() < self._fresh_until and auth is not None:

@@ -1,8 +1,9 @@
 """Token-endpoint answers, sans I/O (RFC 6749 5.1 / 5.2).
 
-:func:`parse_token_response` turns an answer into :class:`AuthData` (merging a refresh into
-the login it refreshed); :func:`token_error` classifies a refusal as permanent (the refresh
-token is dead: :class:`ReauthenticationRequired`) or not, with ChatGPT's error shapes.
+`parse_token_response()` turns an answer into [`AuthData`][vandamme_oauth.AuthData] (merging a
+refresh into the login it refreshed); `token_error()` classifies a refusal as permanent (the refresh
+token is dead: [`ReauthenticationRequired`][vandamme_oauth.ReauthenticationRequired]) or not, with
+ChatGPT's error shapes.
 """
 
 from __future__ import annotations
@@ -87,8 +88,8 @@ def token_error(
     """Classify a non-200 token-endpoint answer.
 
     A refresh refused with HTTP 401, ``invalid_grant`` or a ChatGPT ``refresh_token_*`` code
-    is permanent: :class:`ReauthenticationRequired`. Anything else is a
-    :class:`TokenEndpointError` whose ``transient`` says whether to try again later.
+    is permanent: [`ReauthenticationRequired`][vandamme_oauth.ReauthenticationRequired]. Anything
+    else is a `TokenEndpointError` whose ``transient`` says whether to try again later.
     """
     parsed = _json_or_none(body)
     code = error_code(parsed)
@@ -148,7 +149,7 @@ def _expires_at(
     payload: Mapping[str, Any], access_token: str, now: float, grant: Grant
 ) -> float | None:
     """When the access token expires: ``expires_in`` (checked and clamped, see
-    :mod:`._times`), else the access token's own ``exp`` when it is a usable instant."""
+    `_times`), else the access token's own ``exp`` when it is a usable instant."""
     if payload.get("expires_in") is not None:
         lifetime = check_lifetime(payload["expires_in"])
         if isinstance(lifetime, str):
@@ -189,7 +190,7 @@ def parse_token_response(
     retry_after: float | None = None,
     secrets: Sequence[str] = (),
 ) -> AuthData:
-    """Turn a token-endpoint answer into :class:`AuthData`.
+    """Turn a token-endpoint answer into [`AuthData`][vandamme_oauth.AuthData].
 
     For a refresh, pass the freshly read ``previous`` login: every response field is optional
     and missing ones are kept from it (above all the refresh token, RFC 6749 section 6).

@@ -18,7 +18,8 @@ from aiohttp import web
 from harness.redis_server import RedisServer
 from tests.storage.test_codex import codex_file
 from tests.support.provider import RunningProvider
-from vandamme_oauth import AuthData, FileSystemAuthStorage, RedisAuthStorage
+from vandamme_oauth import AuthData, FileSystemAuthStorage, ProviderConfig, RedisAuthStorage
+from vandamme_oauth.storage._base import store_login
 
 pytestmark = [pytest.mark.integration]
 
@@ -72,6 +73,11 @@ async def test_readme_block_runs(
         last_refresh=now,
     )
     await FileSystemAuthStorage(tmp_path / "vhome", "chatgpt").write_auth(valid)
+    work = FileSystemAuthStorage(tmp_path / "vhome", "work")  # a login the CLI made
+    provider = await ProviderConfig.discover(
+        oidc_provider.issuer, client_id=oidc_provider.client_id, name="work"
+    )
+    await store_login(work, valid, provider.to_dict())
     redis_login = RedisAuthStorage.from_url(redis_server.url, key="vandamme:chatgpt")
     await redis_login.write_auth(valid)
     await redis_login.aclose()

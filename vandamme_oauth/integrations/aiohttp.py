@@ -11,8 +11,8 @@ redirect, pass through untouched, so the token never leaks to another host. On a
 manager refreshes once and the request is retried once if its body can be sent again.
 Token calls use the manager's own httpx client, so the middleware never recurses.
 
-Web apps that sign their own users in: see :func:`setup_login` (and
-:mod:`vandamme_oauth.integrations.starlette`).
+Web apps that sign their own users in: see `setup_login()` (and
+`vandamme_oauth.integrations.starlette`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class TokenManagerMiddleware:
     Args:
         manager: The token manager.
         origins: The only origins (``scheme://host[:port]``) that receive the token.
-        account_header: As for :class:`~vandamme_oauth.integrations.httpx.TokenManagerAuth`.
+        account_header: As for `TokenManagerAuth`.
     """
 
     def __init__(

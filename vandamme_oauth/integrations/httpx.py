@@ -1,4 +1,4 @@
-"""``httpx.Auth`` backed by a :class:`~vandamme_oauth.TokenManager` (async clients only).
+"""``httpx.Auth`` backed by a [`TokenManager`][vandamme_oauth.TokenManager] (async clients only).
 
     client = httpx.AsyncClient(auth=TokenManagerAuth(manager))
 

@@ -3,7 +3,7 @@
     routes = login_routes(web_login, user_key=current_user_id)
     app = Starlette(routes=[*routes, ...])
 
-See :class:`~vandamme_oauth.integrations._web_login.WebLogin` for the cookie and checks.
+See [`WebLogin`][vandamme_oauth.WebLogin] for the cookie and checks.
 """
 
 from __future__ import annotations

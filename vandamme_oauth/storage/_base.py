@@ -143,7 +143,7 @@ class AuthData:
 
     @classmethod
     def from_dict(cls, data: object) -> AuthData:
-        """Parse the JSON form written by :meth:`to_dict`.
+        """Parse the JSON form written by `to_dict()`.
 
         Raises:
             ValidationError: the data is not a version-1 login with an access token.
@@ -178,7 +178,7 @@ class AuthData:
 def parse_stored(
     raw: bytes | str, *, where: str, advice: str = "log in again to replace it"
 ) -> AuthData:
-    """Parse a stored login (the JSON of :meth:`AuthData.to_dict`).
+    """Parse a stored login (the JSON of `AuthData.to_dict()`).
 
     Raises:
         StorageError: naming ``where`` and what is wrong; never quoting the content.
@@ -201,8 +201,8 @@ class AuthStorage(Protocol):
     write so a rotating refresh token is spent exactly once.
 
     Optional, found by name: ``changes(*, interval)``, an async generator yielding whenever
-    the stored login may have changed (the :class:`TokenManager`'s watcher polls
-    ``read_auth()`` otherwise); ``prepare()``, a coroutine that gets the backend ready
+    the stored login may have changed (the [`TokenManager`][vandamme_oauth.TokenManager]'s watcher
+    polls ``read_auth()`` otherwise); ``prepare()``, a coroutine that gets the backend ready
     for a first refresh; and ``remember_provider(profile)``, a coroutine keeping the
     provider profile (a JSON-ready dict, no secrets) of a login made by a login flow.
     """

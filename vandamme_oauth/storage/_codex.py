@@ -4,8 +4,8 @@ The Codex CLI keeps ``{"OPENAI_API_KEY": ..., "tokens": {"id_token", "access_tok
 "refresh_token", "account_id"}, "last_refresh": RFC 3339}`` (newer versions add keys). This
 backend reads and writes that file in place, keeping every key it does not know, with the
 same atomic 0600 writes and the same cross-process lock (``auth.json.lock``) as
-:class:`FileSystemAuthStorage`, so several of our processes refresh it once. The expiry is read
-from the access token's ``exp``.
+[`FileSystemAuthStorage`][vandamme_oauth.FileSystemAuthStorage], so several of our processes
+refresh it once. The expiry is read from the access token's ``exp``.
 
 A file that holds only ``OPENAI_API_KEY`` (a Codex API-key login) is valid and holds no
 ChatGPT login: reading it gives None, writing a login into it keeps the key, and logging out
@@ -50,7 +50,7 @@ def _claims(token: object) -> dict[str, Any]:
 
 
 class CodexAuthStorage(FileSystemAuthStorage):
-    """An :class:`AuthStorage` over the Codex CLI's ``auth.json``.
+    """An [`AuthStorage`][vandamme_oauth.AuthStorage] over the Codex CLI's ``auth.json``.
 
     Args:
         codex_home: The Codex home folder (default ``$CODEX_HOME`` or ``~/.codex``).

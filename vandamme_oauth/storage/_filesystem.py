@@ -2,11 +2,11 @@
 
 Writes go to a temporary file in the same folder, are fsync'd and moved into place with
 ``os.replace``, so a crash leaves the old login or the new one, never half of either. Files are
-0600 in a 0700 folder. A file that cannot be parsed raises :class:`StorageError` naming its
-path; a later write moves it aside (``*.corrupt-<time>``) instead of destroying it.
-``lock()`` is an operating-system file lock beside the file (``filelock``), released by the
-kernel if its holder dies, so refreshes are single-flight across processes too. All blocking
-work runs in worker threads.
+0600 in a 0700 folder. A file that cannot be parsed raises
+[`StorageError`][vandamme_oauth.StorageError] naming its path; a later write moves it aside
+(``*.corrupt-<time>``) instead of destroying it. ``lock()`` is an operating-system file lock beside
+the file (``filelock``), released by the kernel if its holder dies, so refreshes are single-flight
+across processes too. All blocking work runs in worker threads.
 """
 
 from __future__ import annotations
@@ -79,14 +79,15 @@ def list_logins(home_dir: str | os.PathLike[str]) -> list[str]:
 
 
 class FileSystemAuthStorage:
-    """An :class:`AuthStorage` keeping one login in ``{home_dir}/{name}.json``.
+    """An [`AuthStorage`][vandamme_oauth.AuthStorage] keeping one login in
+    ``{home_dir}/{name}.json``.
 
     Args:
-        home_dir: The folder (str or path). Default: :func:`default_home`.
+        home_dir: The folder (str or path). Default: `default_home()`.
         name: The login's name, used as the file name (default ``"chatgpt"``).
         lock_timeout: Seconds ``lock()`` waits for another process before raising.
         provider: The old keyword for ``name`` (deprecated; it never meant a
-            :class:`ProviderConfig`).
+            [`ProviderConfig`][vandamme_oauth.ProviderConfig]).
     """
 
     def __init__(
@@ -150,8 +151,8 @@ class FileSystemAuthStorage:
             )
 
     def check_home(self) -> None:
-        """Raise :class:`StorageError` now if the home cannot hold a login (blocking: call
-        it from a worker thread, or use :meth:`ensure_home`)."""
+        """Raise [`StorageError`][vandamme_oauth.StorageError] now if the home cannot hold a login
+        (blocking: call it from a worker thread, or use `ensure_home()`)."""
         self._ensure_home()
         if self.lock_path.is_symlink() or self.path.is_symlink():
             raise StorageError(

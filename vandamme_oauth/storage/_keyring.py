@@ -3,9 +3,10 @@
 A locked or absent Secret Service, a D-Bus that never answers, or a keyring that needs a
 prompt nobody can see must not hang a CLI or a proxy. Every keyring call therefore runs in a
 daemon thread with a hard timeout. When the keyring times out or fails, the storage switches,
-for the rest of its life, to its fallback :class:`FileSystemAuthStorage` and says so: a
-WARNING log record and the ``on_fallback`` callback (the CLI prints it). It never falls back
-silently. ``lock()`` is the fallback file's cross-process lock, since keyrings have none.
+for the rest of its life, to its fallback
+[`FileSystemAuthStorage`][vandamme_oauth.FileSystemAuthStorage] and says so: a WARNING log record
+and the ``on_fallback`` callback (the CLI prints it). It never falls back silently. ``lock()`` is
+the fallback file's cross-process lock, since keyrings have none.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ async def _in_daemon_thread(fn: Callable[[], T], timeout: float) -> T:
 
 
 class KeyringAuthStorage:
-    """An :class:`AuthStorage` in the OS keyring, with a hard timeout and an announced
-    fallback to a file.
+    """An [`AuthStorage`][vandamme_oauth.AuthStorage] in the OS keyring, with a hard timeout and an
+    announced fallback to a file.
 
     Args:
         name: The login's name (the keyring "username").

@@ -15,7 +15,8 @@ __all__ = ["InMemoryAuthStorage"]
 
 
 class InMemoryAuthStorage:
-    """An :class:`AuthStorage` that keeps one login in memory; also the official test fake.
+    """An [`AuthStorage`][vandamme_oauth.AuthStorage] that keeps one login in memory; also the
+    official test fake.
 
     Args:
         initial: A login to start with.

@@ -4,8 +4,9 @@ Layout, for ``key="vandamme:chatgpt"``. Every key of one login shares the hash t
 ``{vandamme:chatgpt}``, so each script runs on one slot of a Redis Cluster (a key that
 already has a ``{tag}`` keeps it):
 
-- ``{vandamme:chatgpt}``          a hash: ``data`` (the versioned JSON of :class:`AuthData`)
-  and ``version`` (an integer bumped by every write and every clear, never reset);
+- ``{vandamme:chatgpt}``          a hash: ``data`` (the versioned JSON of
+  [`AuthData`][vandamme_oauth.AuthData]) and ``version`` (an integer bumped by every write and
+  every clear, never reset);
 - ``{vandamme:chatgpt}:lock``     the refresh lock: ``SET NX PX`` with a random token,
   renewed while held, released only by its owner (compare-and-delete in Lua);
 - ``{vandamme:chatgpt}:changes``  a pub/sub channel: every write, clear and release
@@ -20,7 +21,7 @@ lock (a new login) are unconditional. Waiters subscribe to the channel and wake 
 holder's release; a short poll (100 ms) covers lost messages. A lock token whose release
 failed (Redis restarting) or whose ``SET`` was cut off by a cancellation is remembered and
 reclaimed by the next ``lock()``, so we never wait out our own lock's TTL. Every Redis
-failure becomes a :class:`StorageError`.
+failure becomes a [`StorageError`][vandamme_oauth.StorageError].
 """
 
 from __future__ import annotations
@@ -119,11 +120,12 @@ class _Held:
 
 
 class RedisAuthStorage:
-    """An :class:`AuthStorage` in Redis/Valkey, safe to share across processes and hosts.
+    """An [`AuthStorage`][vandamme_oauth.AuthStorage] in Redis/Valkey, safe to share across
+    processes and hosts.
 
     Args:
         client: A ``redis.asyncio`` client you built: ``Redis``, ``RedisCluster``, or a
-            Sentinel's ``master_for(...)`` (closed by :meth:`aclose` only if we made it).
+            Sentinel's ``master_for(...)`` (closed by `aclose()` only if we made it).
         key: The login's key; use one per provider/account (e.g. ``"vandamme:chatgpt"``).
         lock_ttl: Seconds the refresh lock lives without renewal (renewed every third).
         lock_timeout: Seconds ``lock()`` waits for another holder before raising.
@@ -197,7 +199,7 @@ class RedisAuthStorage:
         return f"RedisAuthStorage(key={self.key!r})"
 
     async def aclose(self) -> None:
-        """Finish background releases and close the client if :meth:`from_url` created it."""
+        """Finish background releases and close the client if `from_url()` created it."""
         if self._background:
             await asyncio.wait(set(self._background))
         if self._owns_client:
@@ -228,7 +230,7 @@ class RedisAuthStorage:
         return parse_stored(raw, where=f"the login stored at Redis key {self.data_key!r}")
 
     async def write_auth(self, data: AuthData) -> None:
-        """Store ``data``; fenced when called while holding :meth:`lock`.
+        """Store ``data``; fenced when called while holding `lock()`.
 
         Raises:
             StorageError: Redis is unreachable, or (fenced) the lock was lost or another
