@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -160,7 +161,8 @@ async def _check(
             await manager.get_access_token()
         auth = await storage.read_auth()
     except ReauthenticationRequired as exc:
-        report.state, report.usable, report.detail = "refresh failed", False, exc.message
+        report.state, report.usable, report.refreshable = "refresh failed", False, False
+        report.detail = re.sub(r"; log in again\b.*$", "", exc.message)  # "to fix" says how
         return
     except OAuthError as exc:
         report.state, report.usable, report.detail = "check failed", False, exc.message

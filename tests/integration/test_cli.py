@@ -286,7 +286,10 @@ async def test_a_failed_refresh_is_one_line_naming_the_login_command(
 
     code, out, err = await _cli("status", "--check", home=home)
     assert (code, err) == (1, "")
-    assert out.startswith("work: refresh failed (the provider rejected the refresh token")
+    assert out.startswith(
+        "work: refresh failed (the provider rejected the refresh token (invalid_grant))\n"
+    )
+    assert "  refreshable: no\n" in out
     assert f"  to fix:      vandamme-oauth login work --home {home}\n" in out
     code, out, _ = await _cli("status", "--check", "--json", home=home)
     (entry,) = json.loads(out)["logins"]
