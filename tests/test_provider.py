@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from vandamme_oauth import DiscoveryError, ProviderConfig, ValidationError
-from vandamme_oauth._provider import login_name, parse_metadata, well_known_urls
+from vandamme_oauth._login import login_name
+from vandamme_oauth._provider import parse_metadata, well_known_urls
 
 if TYPE_CHECKING:
     import respx

@@ -25,7 +25,7 @@ def test_all_is_sorted_and_complete() -> None:
     """__all__ is sorted and lists every public name the package defines."""
     assert vandamme_oauth.__all__ == sorted(vandamme_oauth.__all__)
     lazy = {"RedisAuthStorage"}  # optional extra, resolved by the module's __getattr__
-    helpers = {"annotations", "storage", "integrations", "Any", "TYPE_CHECKING"}
+    helpers = {"annotations", "storage", "integrations", "providers", "Any", "TYPE_CHECKING"}
     public = {n for n in vars(vandamme_oauth) if not n.startswith("_")} - helpers
     assert public | lazy == set(vandamme_oauth.__all__)
     for name in lazy:

@@ -42,7 +42,7 @@ from ._exceptions import (
     StateMismatchError,
 )
 from ._http_client import shared_ssl_context
-from .storage._base import AuthData
+from ._login import AuthData
 
 __all__ = ["CallbackServer", "Refused", "Verdict"]
 

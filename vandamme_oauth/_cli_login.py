@@ -28,8 +28,9 @@ from ._device import DeviceCode, DeviceFlow
 from ._exceptions import NotAuthenticatedError, OAuthError, StorageError
 from ._flow import OAuthFlow
 from ._headless import headless_reason
+from ._login import login_name
 from ._profiles import load_provider
-from ._provider import ProviderConfig, login_name
+from ._provider import ProviderConfig
 from ._token_client import TokenClient
 from .storage._filesystem import FileSystemAuthStorage
 

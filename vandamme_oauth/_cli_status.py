@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any
 from ._cli_common import known_logins, login_command, make_storage, where
 from ._exceptions import OAuthError, ReauthenticationRequired, StorageError
 from ._profiles import load_provider
-from ._provider import CHATGPT_CLIENT_ID, CHATGPT_ISSUER, chatgpt_plan
 from ._token_manager import TokenManager, _Windows
+from .providers import chatgpt
 
 if TYPE_CHECKING:
     import argparse
@@ -200,11 +200,8 @@ async def _report(args: argparse.Namespace, home: Path, name: str, now: float) -
     report.account_id, report.email = auth.account_id, auth.email
     if auth.scope:
         report.scopes = auth.scope.split()
-    if provider is not None and (provider.issuer, provider.client_id) == (
-        CHATGPT_ISSUER,
-        CHATGPT_CLIENT_ID,
-    ):
-        report.plan = chatgpt_plan(auth.id_token)
+    if provider is not None and chatgpt.is_chatgpt(provider):
+        report.plan = chatgpt.plan_of(auth)
     report.expires_at, report.last_refresh = auth.expires_at, auth.last_refresh
     report.refreshable = auth.refresh_token is not None
     report.state, report.usable, detail = _judge(auth, provider, now)

@@ -1,4 +1,4 @@
-"""Device login for machines without a usable browser: RFC 8628 and ChatGPT's variant.
+"""Device login for machines without a usable browser: RFC 8628, or a provider's variant.
 
 RFC 8628: POST the device authorization request, show ``verification_uri`` and ``user_code``
 (and ``verification_uri_complete``), then poll the token endpoint with the device_code grant:
@@ -7,11 +7,10 @@ made gh's and crush's pollers trip ``slow_down`` loops); ``slow_down`` adds 5 s 
 every later interval (section 3.5); ``access_denied`` and ``expired_token`` end the login;
 network errors back off exponentially.
 
-ChatGPT (see CHATGPT.md): JSON ``{"client_id"}`` to ``/api/accounts/deviceauth/usercode``
-gives ``device_auth_id``, ``user_code`` and a string ``interval``; the user enters the code at
-``{issuer}/codex/device``; polling ``/api/accounts/deviceauth/token`` answers 403/404 while
-pending, then an authorization code and its PKCE verifier, exchanged as usual with the
-``{issuer}/deviceauth/callback`` redirect.
+How the code is requested and polled is a small strategy object, a `DeviceVariant`:
+`RFC8628` here, and a provider's own in its dialect module (ChatGPT's:
+`vandamme_oauth.providers.chatgpt.ChatGPTDevice`). The polling loop, its margins and its
+backoff are the same for every variant.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
@@ -30,8 +29,6 @@ from ._exceptions import (
     AuthorizationError,
     CallbackTimeoutError,
     NetworkError,
-    OAuthFlowError,
-    TokenEndpointError,
     ValidationError,
 )
 from ._http_client import RetryPolicy
@@ -46,7 +43,7 @@ if TYPE_CHECKING:
     from ._provider import ProviderConfig
     from .storage._base import AuthData, AuthStorage
 
-__all__ = ["DeviceCode", "DeviceFlow", "parse_device_authorization"]
+__all__ = ["RFC8628", "DeviceCode", "DeviceFlow", "DeviceVariant", "parse_device_authorization"]
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +74,13 @@ def _number(value: object, default: float) -> float:
     return default
 
 
-def parse_device_authorization(status: int, body: bytes, *, provider: ProviderConfig) -> DeviceCode:
-    """Parse the device authorization answer (RFC 8628 3.2, or ChatGPT's usercode answer).
+def parse_device_authorization(status: int, body: bytes) -> DeviceCode:
+    """Parse an RFC 8628 device authorization answer (section 3.2).
 
     Raises:
-        AuthorizationError: the server refused (404 from ChatGPT: device login not enabled).
+        AuthorizationError: the server refused.
         ValidationError: the answer lacks the fields a device login needs.
     """
-    chatgpt = provider.device_variant == "chatgpt"
-    if status == 404 and chatgpt:
-        raise AuthorizationError(
-            "device login is not enabled for this ChatGPT account: enable it in ChatGPT's "
-            "security settings, or use paste-back (vandamme-oauth login --paste)"
-        )
     try:
         payload = json.loads(body)
     except ValueError:
@@ -102,18 +93,10 @@ def parse_device_authorization(status: int, body: bytes, *, provider: ProviderCo
         )
     if not isinstance(payload, Mapping):
         raise ValidationError("the device authorization answer is not a JSON object")
-    if chatgpt:
-        device_code = payload.get("device_auth_id")
-        user_code = payload.get("user_code") or payload.get("usercode")
-        uri: object = f"{provider.issuer}/codex/device"
-        complete = None
-        expires_in = 15 * 60.0
-    else:
-        device_code = payload.get("device_code")
-        user_code = payload.get("user_code")
-        uri = payload.get("verification_uri") or payload.get("verification_url")
-        complete = payload.get("verification_uri_complete")
-        expires_in = _number(payload.get("expires_in"), 600.0)
+    device_code = payload.get("device_code")
+    user_code = payload.get("user_code")
+    uri = payload.get("verification_uri") or payload.get("verification_url")
+    complete = payload.get("verification_uri_complete")
     if not (
         isinstance(device_code, str)
         and isinstance(user_code, str)
@@ -127,22 +110,85 @@ def parse_device_authorization(status: int, body: bytes, *, provider: ProviderCo
         user_code=user_code,
         verification_uri=uri,
         verification_uri_complete=complete if isinstance(complete, str) else None,
-        expires_in=expires_in,
+        expires_in=_number(payload.get("expires_in"), 600.0),
         interval=max(_number(payload.get("interval"), DEFAULT_INTERVAL), 0.0),
         device_code=device_code,
     )
 
 
-def _chatgpt_endpoint(provider: ProviderConfig, path: str) -> str:
-    return f"{provider.issuer}/api/accounts/deviceauth/{path}"
+class DeviceVariant(Protocol):
+    """How a provider's device login asks for a code and polls for the tokens."""
+
+    def available(self, provider: ProviderConfig) -> bool:
+        """Whether ``provider`` offers this device login."""
+        ...
+
+    async def request_code(self, tokens: TokenClient) -> DeviceCode:
+        """Ask the server for a user code (``tokens.provider`` is the provider)."""
+        ...
+
+    async def poll(self, tokens: TokenClient, code: DeviceCode) -> AuthData | str:
+        """Poll once: the tokens, or ``"pending"`` / ``"slow_down"``."""
+        ...
+
+
+class RFC8628:
+    """The standard device authorization grant (RFC 8628)."""
+
+    def available(self, provider: ProviderConfig) -> bool:
+        """Only with a ``device_authorization_endpoint``."""
+        return bool(provider.device_authorization_endpoint)
+
+    async def request_code(self, tokens: TokenClient) -> DeviceCode:
+        """POST the device authorization request (form: client_id and scope)."""
+        provider = tokens.provider
+        request = TokenRequest(
+            provider.device_authorization_endpoint or "",
+            "form",
+            (("client_id", provider.client_id), ("scope", " ".join(provider.scopes))),
+        )
+        response = await tokens.post(request, idempotent=False)
+        return parse_device_authorization(response.status_code, response.content)
+
+    async def poll(self, tokens: TokenClient, code: DeviceCode) -> AuthData | str:
+        """The device_code grant at the token endpoint (section 3.4)."""
+        provider = tokens.provider
+        request = TokenRequest(
+            provider.token_endpoint,
+            "form",
+            (
+                ("grant_type", DEVICE_GRANT),
+                ("device_code", code.device_code),
+                ("client_id", provider.client_id),
+            ),
+        )
+        response = await tokens.post(request, idempotent=False)
+        if response.status_code == 200:
+            return parse_token_response(
+                200, response.content, provider=provider, now=time.time(), grant="device_code"
+            )
+        try:
+            error = error_code(json.loads(response.content))
+        except ValueError:
+            error = None
+        if error in ("authorization_pending", "slow_down"):
+            return "pending" if error == "authorization_pending" else "slow_down"
+        if error == "access_denied":
+            raise AuthorizationError("the sign-in was denied on the other device", error=error)
+        if error == "expired_token":
+            raise CallbackTimeoutError("the device code expired; start the login again")
+        raise token_error(response.status_code, response.content, grant="device_code")
 
 
 class DeviceFlow(AsyncClosing):
     """Log in with a code typed on another device.
 
     Args:
-        provider: Needs ``device_authorization_endpoint`` (RFC 8628) or the ChatGPT preset.
+        provider: Needs ``device_authorization_endpoint`` (RFC 8628), or a provider whose
+            dialect has its own variant (ChatGPT).
         storage: Where the tokens go.
+        variant: How to request and poll (default: the provider's own variant, else
+            `RFC8628`).
         on_code: Called once with the `DeviceCode` to show the user.
         http_client: An AsyncClient (not closed by us).
         clock: Monotonic clock for the code's expiry.
@@ -156,12 +202,16 @@ class DeviceFlow(AsyncClosing):
         storage: AuthStorage,
         *,
         on_code: Callable[[DeviceCode], object] | None = None,
+        variant: DeviceVariant | None = None,
         http_client: httpx.AsyncClient | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
         safety_margin: float = 0.2,
     ) -> None:
-        if provider.device_variant == "rfc8628" and not provider.device_authorization_endpoint:
+        from .providers import device_variant
+
+        self.variant = variant or device_variant(provider) or RFC8628()
+        if not self.variant.available(provider):
             raise ValidationError(
                 f"{provider.issuer} offers no device login (no device_authorization_endpoint)"
             )
@@ -180,22 +230,7 @@ class DeviceFlow(AsyncClosing):
 
     async def request_code(self) -> DeviceCode:
         """Start the device login: ask the server for a user code."""
-        if self.provider.device_variant == "chatgpt":
-            request = TokenRequest(
-                _chatgpt_endpoint(self.provider, "usercode"),
-                "json",
-                (("client_id", self.provider.client_id),),
-            )
-        else:
-            request = TokenRequest(
-                self.provider.device_authorization_endpoint or "",
-                "form",
-                (("client_id", self.provider.client_id), ("scope", " ".join(self.provider.scopes))),
-            )
-        response = await self._tokens.post(request, idempotent=False)
-        return parse_device_authorization(
-            response.status_code, response.content, provider=self.provider
-        )
+        return await self.variant.request_code(self._tokens)
 
     async def authenticate(self, *, timeout: float | None = None) -> AuthData:
         """Show the code, poll until the user approves, store and return the tokens.
@@ -236,59 +271,4 @@ class DeviceFlow(AsyncClosing):
             return auth
 
     async def _poll(self, code: DeviceCode) -> AuthData | str:
-        if self.provider.device_variant == "chatgpt":
-            return await self._poll_chatgpt(code)
-        request = TokenRequest(
-            self.provider.token_endpoint,
-            "form",
-            (
-                ("grant_type", DEVICE_GRANT),
-                ("device_code", code.device_code),
-                ("client_id", self.provider.client_id),
-            ),
-        )
-        response = await self._tokens.post(request, idempotent=False)
-        if response.status_code == 200:
-            return parse_token_response(
-                200, response.content, provider=self.provider, now=time.time(), grant="device_code"
-            )
-        try:
-            error = error_code(json.loads(response.content))
-        except ValueError:
-            error = None
-        if error in ("authorization_pending", "slow_down"):
-            return "pending" if error == "authorization_pending" else "slow_down"
-        if error == "access_denied":
-            raise AuthorizationError("the sign-in was denied on the other device", error=error)
-        if error == "expired_token":
-            raise CallbackTimeoutError("the device code expired; start the login again")
-        raise token_error(response.status_code, response.content, grant="device_code")
-
-    async def _poll_chatgpt(self, code: DeviceCode) -> AuthData | str:
-        request = TokenRequest(
-            _chatgpt_endpoint(self.provider, "token"),
-            "json",
-            (("device_auth_id", code.device_code), ("user_code", code.user_code)),
-        )
-        response = await self._tokens.post(request, idempotent=False)
-        if response.status_code in (403, 404):
-            return "pending"
-        if response.status_code != 200:
-            raise TokenEndpointError(
-                f"the ChatGPT device poll answered HTTP {response.status_code}",
-                status_code=response.status_code,
-                url=request.url,
-            )
-        try:
-            payload = json.loads(response.content)
-        except ValueError:
-            payload = None
-        values = payload if isinstance(payload, Mapping) else {}
-        auth_code, verifier = values.get("authorization_code"), values.get("code_verifier")
-        if not isinstance(auth_code, str) or not isinstance(verifier, str):
-            raise OAuthFlowError("the ChatGPT device poll answer has no authorization code")
-        return await self._tokens.exchange_code(
-            code=auth_code,
-            redirect_uri=f"{self.provider.issuer}/deviceauth/callback",
-            verifier=verifier,
-        )
+        return await self.variant.poll(self._tokens, code)

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 import anyio.to_thread
 
 from ._exceptions import NotAuthenticatedError, StorageError, ValidationError
-from ._provider import ProviderConfig, login_name
+from ._login import login_name
+from ._provider import ProviderConfig
 from .storage._filesystem import FileSystemAuthStorage
 
 if TYPE_CHECKING:

@@ -9,44 +9,23 @@ for, or the metadata is not used. Every endpoint must be https, except on loopba
 from __future__ import annotations
 
 import logging
-import re
 import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from ._exceptions import DiscoveryError, InvalidJWTError, OAuthError, ValidationError
-from ._jwt_claims import claim_at, decode_claims
+from ._exceptions import DiscoveryError, OAuthError, ValidationError
+from ._login import check_login_name, login_name
 from ._validation import is_loopback_host, require_endpoint_url
-from .storage._filesystem import check_login_name
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = [
-    "CHATGPT_CLIENT_ID",
-    "CHATGPT_SCOPES",
-    "ProviderConfig",
-    "chatgpt_plan",
-    "login_command",
-    "parse_metadata",
-]
+__all__ = ["ProviderConfig", "login_command", "parse_metadata"]
 
 log = logging.getLogger(__name__)
 
-CHATGPT_CLIENT_ID = "app_EMoamEEZ73f0CkXaXp7hrann"
-CHATGPT_ISSUER = "https://auth.openai.com"
-CHATGPT_SCOPES = (
-    "openid",
-    "profile",
-    "email",
-    "offline_access",
-    "api.connectors.read",
-    "api.connectors.invoke",
-)
-_CHATGPT_AUTH_CLAIM = "https://api.openai.com/auth"
-_EIGHT_DAYS = 8 * 24 * 3600.0
 BodyFormat = Literal["form", "json"]
 
 
@@ -73,11 +52,13 @@ class ProviderConfig:
         revoke_body: ``"form"`` (RFC 7009) or ``"json"`` (ChatGPT) for revocation.
         account_id_claim: Claim path in the ID token (then access token) naming the account.
         email_claims: Claim paths tried in order for the email.
+        claim_paths: ``(attribute, path)`` pairs filling the login's typed claims
+            (``plan_type``, ``user_id``, ``organization_id``, ``project_id``) from the ID
+            token; the first path found for an attribute wins.
         fallback_lifetime: Seconds a token is trusted after ``last_refresh`` when no expiry
             is known (neither ``expires_in`` nor a JWT ``exp``).
         require_iss: Reject callbacks without ``iss`` (RFC 9207 section 2.4).
         response_mode: ``None`` (query) or ``"form_post"``.
-        device_variant: ``"rfc8628"`` or ``"chatgpt"`` (its own device-code endpoints).
         code_challenge_methods: What the server advertised, if known.
     """
 
@@ -99,10 +80,10 @@ class ProviderConfig:
     revoke_body: BodyFormat = "form"
     account_id_claim: tuple[str, ...] = ("sub",)
     email_claims: tuple[tuple[str, ...], ...] = (("email",),)
+    claim_paths: tuple[tuple[str, tuple[str, ...]], ...] = ()
     fallback_lifetime: float = 3600.0
     require_iss: bool = False
     response_mode: Literal["form_post"] | None = None
-    device_variant: Literal["rfc8628", "chatgpt"] = "rfc8628"
     code_challenge_methods: tuple[str, ...] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -158,6 +139,8 @@ class ProviderConfig:
                 continue
             if key in ("authorize_params", "authorize_params_after_state", "email_claims"):
                 value = tuple(tuple(v) for v in value)
+            elif key == "claim_paths":
+                value = tuple((str(name), tuple(path)) for name, path in value)
             elif isinstance(value, list):
                 value = tuple(value)
             kwargs[key] = value
@@ -172,44 +155,26 @@ class ProviderConfig:
         *,
         originator: str = "codex_cli_rs",
         allowed_workspace_ids: Iterable[str] = (),
-        scopes: Iterable[str] = CHATGPT_SCOPES,
+        scopes: Iterable[str] | None = None,
         name: str = "chatgpt",
     ) -> ProviderConfig:
-        """The "Sign in with ChatGPT" preset: the Codex CLI's public client, byte for byte.
+        """The "Sign in with ChatGPT" preset: the Codex CLI's public client, byte for byte
+        (see `vandamme_oauth.providers.chatgpt.preset`).
 
         Args:
             originator: The ``originator`` authorization parameter.
             allowed_workspace_ids: Restrict the login to these workspaces (comma-joined).
-            scopes: Scopes; older clients send ``openid profile email offline_access``.
+            scopes: Scopes (default: the Codex CLI's); older clients send
+                ``openid profile email offline_access``.
             name: The login's name in storage.
         """
-        after_state = [("originator", originator)]
-        workspaces = ",".join(allowed_workspace_ids)
-        if workspaces:
-            after_state.append(("allowed_workspace_id", workspaces))
-        return cls(
+        from .providers import chatgpt
+
+        return chatgpt.preset(
+            originator=originator,
+            allowed_workspace_ids=allowed_workspace_ids,
+            scopes=chatgpt.SCOPES if scopes is None else scopes,
             name=name,
-            issuer=CHATGPT_ISSUER,
-            client_id=CHATGPT_CLIENT_ID,
-            authorization_endpoint=f"{CHATGPT_ISSUER}/oauth/authorize",
-            token_endpoint=f"{CHATGPT_ISSUER}/oauth/token",
-            revocation_endpoint=f"{CHATGPT_ISSUER}/oauth/revoke",
-            scopes=tuple(scopes),
-            redirect_host="localhost",
-            redirect_path="/auth/callback",
-            ports=(1455, 1457),
-            cancel_busy_port=True,
-            authorize_params=(
-                ("id_token_add_organizations", "true"),
-                ("codex_cli_simplified_flow", "true"),
-            ),
-            authorize_params_after_state=tuple(after_state),
-            refresh_body="json",
-            revoke_body="json",
-            account_id_claim=(_CHATGPT_AUTH_CLAIM, "chatgpt_account_id"),
-            email_claims=(("email",), ("https://api.openai.com/profile", "email")),
-            fallback_lifetime=_EIGHT_DAYS,
-            device_variant="chatgpt",
         )
 
     @classmethod
@@ -288,14 +253,6 @@ def well_known_urls(issuer: str) -> list[str]:
     return [rfc8414, oidc]
 
 
-def login_name(issuer: str) -> str:
-    """A storage name derived from an issuer: ``accounts.example.com``, ``127.0.0.1-8080``."""
-    parts = urlsplit(issuer)
-    raw = (parts.hostname or "login") + (f"-{parts.port}" if parts.port else "") + parts.path
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", raw).strip("-.")
-    return slug[:64] or "login"
-
-
 def parse_metadata(
     issuer: str,
     document: object,
@@ -352,24 +309,13 @@ def parse_metadata(
         raise DiscoveryError(f"unusable metadata from {issuer}: {exc.message}") from None
 
 
-def chatgpt_plan(id_token: str | None) -> str | None:
-    """The ChatGPT plan (``plus``, ``pro``, ``team``...) named in an ID token's
-    ``https://api.openai.com/auth`` claim, or None when it names none or is unreadable."""
-    if not id_token:
-        return None
-    try:
-        claims = decode_claims(id_token)
-    except InvalidJWTError:
-        return None
-    plan = claim_at(claims, (_CHATGPT_AUTH_CLAIM, "chatgpt_plan_type"))
-    return plan if isinstance(plan, str) and plan else None
-
-
 def login_command(provider: ProviderConfig) -> str:
     """The CLI command that makes a login for ``provider`` in the default home:
     ``vandamme-oauth login chatgpt`` for the preset, else the issuer, client and name."""
+    from .providers import chatgpt
+
     parts = ["vandamme-oauth", "login"]
-    if (provider.issuer, provider.client_id) == (CHATGPT_ISSUER, CHATGPT_CLIENT_ID):
+    if (provider.issuer, provider.client_id) == (chatgpt.ISSUER, chatgpt.CLIENT_ID):
         parts.append("chatgpt")
         if provider.name != "chatgpt":
             parts += ["--name", provider.name]

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from ._login import AuthData
     from ._provider import ProviderConfig
-    from .storage._base import AuthData
 
 __all__ = ["TokenClient"]
 

@@ -20,9 +20,10 @@ from ._exceptions import (
     TokenError,
 )
 from ._jwt_claims import claim_at, decode_claims, looks_like_jwt
+from ._login import CLAIMS, AuthData
 from ._redact import redact_body
 from ._times import MAX_LIFETIME, check_instant, check_lifetime
-from .storage._base import AuthData
+from .providers import chatgpt
 
 if TYPE_CHECKING:
     from ._provider import ProviderConfig
@@ -35,14 +36,7 @@ __all__ = [
     "token_error",
 ]
 
-PERMANENT_REFRESH_ERRORS = frozenset(
-    {
-        "invalid_grant",
-        "refresh_token_expired",
-        "refresh_token_reused",
-        "refresh_token_invalidated",
-    }
-)
+PERMANENT_REFRESH_ERRORS = frozenset({"invalid_grant"}) | chatgpt.REFRESH_TOKEN_DEAD
 
 Grant = Literal["authorization_code", "refresh_token", "device_code"]
 
@@ -115,6 +109,20 @@ def token_error(
         error=code,
         error_description=description,
     )
+
+
+def _typed_claims(provider: ProviderConfig, id_token: str | None) -> dict[str, str]:
+    """The login's typed claims (plan, user, organization, project) from the ID token, by
+    the provider's ``claim_paths``; the first path found for a name wins."""
+    if not provider.claim_paths or id_token is None:
+        return {}
+    claims = decode_claims(id_token)  # readable: _identity() has checked it
+    found: dict[str, str] = {}
+    for name, path in provider.claim_paths:
+        value = claim_at(claims, path)
+        if name in CLAIMS and name not in found and isinstance(value, str) and value:
+            found[name] = value
+    return found
 
 
 def _identity(
@@ -260,13 +268,17 @@ def _parse_success(
     scope = optional("scope")
     # Only what this answer brings is read: the previous login's identity is already known.
     account_id, email = _identity(provider, id_token, access_token)
+    claims: dict[str, str | None] = dict(_typed_claims(provider, id_token))
+    api_key = None
     if previous is not None:
+        # Every field of a refresh answer is optional: what it lacks is kept.
         refresh_token = refresh_token or previous.refresh_token
         id_token = id_token or previous.id_token
         scope = scope or previous.scope
-    if previous is not None:
         account_id = account_id or previous.account_id
         email = email or previous.email
+        api_key = previous.api_key
+        claims = {name: claims.get(name) or getattr(previous, name) for name in CLAIMS}
     return AuthData(
         access_token=access_token,
         refresh_token=refresh_token,
@@ -277,4 +289,6 @@ def _parse_success(
         last_refresh=now,
         token_type="Bearer" if token_type.lower() == "bearer" else token_type,
         scope=scope,
+        api_key=api_key,
+        **{name: value for name, value in claims.items() if value},
     )

@@ -1,28 +1,49 @@
-"""What the adapters share: which headers a login adds."""
+"""What the adapters share: which headers a login adds to a request."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .._provider import CHATGPT_ISSUER
+from ..providers import chatgpt
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from .._login import AuthData
     from .._token_manager import TokenManager
-    from ..storage._base import AuthData
 
-__all__ = ["auth_headers", "default_account_header"]
+__all__ = ["DEFAULT", "apply_headers", "header_builder"]
 
-ACCOUNT_HEADER = "ChatGPT-Account-ID"
-
-
-def default_account_header(manager: TokenManager) -> str | None:
-    """``ChatGPT-Account-ID`` for the ChatGPT provider, else no account header."""
-    return ACCOUNT_HEADER if manager.provider.issuer == CHATGPT_ISSUER else None
+DEFAULT: object = object()
 
 
-def auth_headers(auth: AuthData, account_header: str | None) -> dict[str, str]:
-    """``Authorization: Bearer …`` plus the account header when there is an account id."""
-    headers = {"Authorization": f"Bearer {auth.access_token}"}
-    if account_header and auth.account_id:
-        headers[account_header] = auth.account_id
-    return headers
+def header_builder(
+    manager: TokenManager, account_header: str | object | None = DEFAULT
+) -> Callable[[AuthData], Mapping[str, str]]:
+    """How a request carries ``manager``'s login.
+
+    For the ChatGPT provider (unless ``account_header`` is given): the header set of ChatGPT's
+    backend, `vandamme_oauth.providers.chatgpt.backend_headers`. Otherwise
+    ``Authorization: Bearer …``, plus ``account_header`` naming the account id when given.
+    """
+    if account_header is DEFAULT and chatgpt.is_chatgpt(manager.provider):
+        return chatgpt.backend_headers
+    name = account_header if isinstance(account_header, str) else None
+
+    def bearer(auth: AuthData) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {auth.access_token}"}
+        if name and auth.account_id:
+            headers[name] = auth.account_id
+        return headers
+
+    return bearer
+
+
+def apply_headers(target: dict[str, str] | object, headers: Mapping[str, str]) -> None:
+    """Set ``headers`` on a request's header mapping, keeping a ``session_id`` the client
+    set itself (its conversation id passes through)."""
+    mapping = target  # httpx.Headers and multidict.CIMultiDict both behave as mappings
+    for key, value in headers.items():
+        if key.lower() == "session_id" and key in mapping:  # type: ignore[operator]
+            continue
+        mapping[key] = value  # type: ignore[index]

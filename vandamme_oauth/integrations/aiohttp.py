@@ -5,11 +5,12 @@ Client::
     middleware = TokenManagerMiddleware(manager, origins=["https://chatgpt.com"])
     async with aiohttp.ClientSession(middlewares=(middleware,)) as session: ...
 
-Requests to the configured origins get ``Authorization: Bearer <token>`` (and
-``ChatGPT-Account-ID`` for ChatGPT); requests to any other origin, such as the target of a
-redirect, pass through untouched, so the token never leaks to another host. On a 401 the
-manager refreshes once and the request is retried once if its body can be sent again.
-Token calls use the manager's own httpx client, so the middleware never recurses.
+Requests to the configured origins get ``Authorization: Bearer <token>`` (for ChatGPT, the
+backend's whole header set, as `TokenManagerAuth` sends it); requests to any other origin,
+such as the target of a redirect, pass through untouched, so the token never leaks to
+another host. On a 401 the manager refreshes once and the request is retried once if its
+body can be sent again. Token calls use the manager's own httpx client, so the middleware
+never recurses.
 
 Web apps that sign their own users in: see `setup_login()` (and
 `vandamme_oauth.integrations.starlette`).
@@ -24,7 +25,7 @@ from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, web
 from yarl import URL
 
 from .._exceptions import OAuthError
-from ._common import auth_headers, default_account_header
+from ._common import DEFAULT, apply_headers, header_builder
 
 if TYPE_CHECKING:
     from .._token_manager import TokenManager
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
     from ._web_login import WebLogin
 
 __all__ = ["TokenManagerMiddleware", "setup_login"]
-
-_DEFAULT = object()
-
 
 class TokenManagerMiddleware:
     """An aiohttp client middleware adding tokens from a TokenManager, pinned to origins.
@@ -50,23 +48,19 @@ class TokenManagerMiddleware:
         manager: TokenManager,
         *,
         origins: Iterable[str],
-        account_header: str | object | None = _DEFAULT,
+        account_header: str | object | None = DEFAULT,
     ) -> None:
         self._manager = manager
         self._origins = frozenset(URL(o).origin() for o in origins)
         if not self._origins:
             raise ValueError("TokenManagerMiddleware needs at least one origin to send tokens to")
-        self._account_header = (
-            default_account_header(manager)
-            if account_header is _DEFAULT
-            else (account_header if isinstance(account_header, str) else None)
-        )
+        self._headers = header_builder(manager, account_header)
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         if request.url.origin() not in self._origins:
             return await handler(request)
         auth = await self._manager.get_auth_data()
-        request.headers.update(auth_headers(auth, self._account_header))
+        apply_headers(request.headers, self._headers(auth))
         response = await handler(request)
         if response.status != 401:
             return response
@@ -77,7 +71,7 @@ class TokenManagerMiddleware:
         if fresh.access_token == auth.access_token:
             return response
         response.release()
-        request.headers.update(auth_headers(fresh, self._account_header))
+        apply_headers(request.headers, self._headers(fresh))
         return await handler(request)
 
 

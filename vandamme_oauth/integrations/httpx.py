@@ -2,9 +2,11 @@
 
     client = httpx.AsyncClient(auth=TokenManagerAuth(manager))
 
-Every request gets ``Authorization: Bearer <token>`` (and ``ChatGPT-Account-ID`` for the
-ChatGPT provider). Request bodies are never read into memory (``requires_request_body`` is
-False), so streaming uploads pass straight through. On a 401 the manager is told that token
+Every request gets ``Authorization: Bearer <token>``; for the ChatGPT provider, the whole
+header set of ChatGPT's backend (``ChatGPT-Account-ID``, ``originator``, the Codex-style
+``User-Agent``; a ``session_id`` the client set passes through). Request bodies are never
+read into memory (``requires_request_body`` is False), so streaming uploads pass straight
+through. On a 401 the manager is told that token
 was rejected (it refreshes once, however many requests report it) and the request is sent
 once more with the new token, but only when its body can be replayed (bytes, not a stream).
 """
@@ -15,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ._common import auth_headers, default_account_header
+from ._common import DEFAULT, apply_headers, header_builder
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Generator
@@ -24,28 +26,23 @@ if TYPE_CHECKING:
 
 __all__ = ["TokenManagerAuth"]
 
-_DEFAULT = object()
-
-
 class TokenManagerAuth(httpx.Auth):
     """Bearer auth from a TokenManager, with one refresh-and-retry on 401.
 
     Args:
         manager: The token manager to ask for tokens.
-        account_header: Header carrying the account id; default ``ChatGPT-Account-ID`` for
-            the ChatGPT provider and none otherwise. ``None`` disables it.
+        account_header: Header carrying the account id. Default: for the ChatGPT provider,
+            ChatGPT's backend headers (`vandamme_oauth.providers.chatgpt.backend_headers`);
+            for others, none. Naming a header (or ``None``) sends only ``Authorization``
+            and that header.
     """
 
     requires_request_body = False
     requires_response_body = False
 
-    def __init__(self, manager: TokenManager, *, account_header: str | object | None = _DEFAULT):
+    def __init__(self, manager: TokenManager, *, account_header: str | object | None = DEFAULT):
         self._manager = manager
-        self._account_header = (
-            default_account_header(manager)
-            if account_header is _DEFAULT
-            else (account_header if isinstance(account_header, str) else None)
-        )
+        self._headers = header_builder(manager, account_header)
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         """Not supported: tokens come from an async manager."""
@@ -57,7 +54,7 @@ class TokenManagerAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         auth = await self._manager.get_auth_data()
-        request.headers.update(auth_headers(auth, self._account_header))
+        apply_headers(request.headers, self._headers(auth))
         response = yield request
         if response.status_code != 401:
             return
@@ -67,5 +64,5 @@ class TokenManagerAuth(httpx.Auth):
         fresh = await self._manager.get_auth_data()
         if fresh.access_token == auth.access_token:
             return
-        request.headers.update(auth_headers(fresh, self._account_header))
+        apply_headers(request.headers, self._headers(fresh))
         yield request

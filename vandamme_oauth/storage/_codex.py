@@ -25,8 +25,8 @@ from typing import Any
 
 from .._exceptions import InvalidJWTError, ValidationError
 from .._jwt_claims import claim_at, decode_claims, looks_like_jwt
+from .._login import AuthData, _from_rfc3339, _to_rfc3339
 from .._times import check_instant
-from ._base import AuthData, _from_rfc3339, _to_rfc3339
 from ._filesystem import FileSystemAuthStorage
 
 __all__ = ["CodexAuthStorage", "default_codex_home"]

@@ -18,7 +18,6 @@ import importlib
 import json
 import logging
 import os
-import re
 import stat
 import time
 import warnings
@@ -28,18 +27,17 @@ from typing import TYPE_CHECKING, Any
 import anyio.to_thread
 
 from .._exceptions import StorageError, ValidationError
-from ._base import AuthData
+from .._login import _NAME_RE, AuthData, check_login_name
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 
     import filelock
 
-__all__ = ["FileSystemAuthStorage", "default_home", "list_logins"]
+__all__ = ["FileSystemAuthStorage", "check_login_name", "default_home", "list_logins"]
 
 log = logging.getLogger(__name__)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 _HOME_ENV = "VANDAMME_OAUTH_HOME"
 
 
@@ -50,20 +48,6 @@ def default_home() -> Path:
         return Path(env).expanduser()
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "vandamme-oauth"
-
-
-def check_login_name(name: str) -> str:
-    """Return ``name`` if it is usable as a login/file name.
-
-    Raises:
-        ValidationError: it has characters other than letters, digits, ``.``, ``_``, ``-``.
-    """
-    if not _NAME_RE.match(name) or name.endswith((".lock", ".tmp")):
-        raise ValidationError(
-            f"login name {name!r} must be 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return name
 
 
 def list_logins(home_dir: str | os.PathLike[str]) -> list[str]:
