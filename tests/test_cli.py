@@ -8,9 +8,11 @@ import time
 from typing import TYPE_CHECKING
 
 import pytest
+import respx
 
 from tests.storage.test_contract import LOGIN, PROVIDER
 from tests.test_jwt_claims import make_jwt
+from vandamme_oauth import _cli_login
 from vandamme_oauth._cli import main
 from vandamme_oauth._cli_status import human_duration
 from vandamme_oauth.storage import FileSystemAuthStorage
@@ -43,6 +45,10 @@ def test_token_without_login(tmp_path: Path, capsys: pytest.CaptureFixture[str])
         (["login", "work", "--issuer", "https://idp.example", "--client-id", "c"], "not both"),
         (["login", "work", "--name", "other"], "--name names a new login"),
         (["login", "--timeout", "0"], "--timeout must be a positive"),
+        (
+            ["login", "--issuer", "https://idp.example", "--client-id", "c", "--api-key"],
+            "--api-key is ChatGPT's token exchange",
+        ),
         (["login", "--frobnicate"], "unrecognized arguments: --frobnicate"),
         (["status", "--jsn"], "unrecognized arguments: --jsn"),
         (["fly"], "invalid choice: 'fly'"),
@@ -269,3 +275,49 @@ def test_logout_clears_even_when_revocation_fails(
     assert "revocation FAILED" in out
     assert not (tmp_path / "work.json").exists()
     assert not (tmp_path / "work.provider.json").exists()
+
+
+def test_api_key_prints_the_stored_key_or_says_how_to_get_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`api-key NAME` prints the key kept with the login, nothing else; without one it is
+    one line naming the command that obtains it."""
+    _store(tmp_path, "chatgpt", LOGIN.replace(api_key="sk-proj-KEY"))
+    _store(tmp_path, "work", LOGIN)
+    assert main(["api-key", "chatgpt", "--home", str(tmp_path)]) == 0
+    assert capsys.readouterr() == ("sk-proj-KEY\n", "")
+    assert main(["api-key", "work", "--home", str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.splitlines() == [
+        "vandamme-oauth: the login 'work' has no API key; get one with: "
+        "vandamme-oauth login work --api-key"
+    ]
+    assert main(["status", "--json", "--home", str(tmp_path)]) == 0
+    assert "sk-proj-KEY" not in capsys.readouterr().out  # status never shows it
+
+
+@respx.mock
+async def test_login_api_key_is_best_effort(tmp_path: Path) -> None:
+    """After a ChatGPT login, --api-key exchanges the ID token: a key is stored with the
+    login and announced in one line; a refusal is one notice and the login stands."""
+    from vandamme_oauth import ProviderConfig
+
+    provider = ProviderConfig.chatgpt()
+    storage = FileSystemAuthStorage(tmp_path, "chatgpt")
+    await storage.write_auth(LOGIN)
+    route = respx.post(provider.token_endpoint).respond(json={"access_token": "sk-proj-NEW"})
+    notices: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_cli_login, "say", notices.append)
+        await _cli_login._add_api_key(provider, storage, LOGIN)
+        stored = await storage.read_auth()
+        assert stored == LOGIN.replace(api_key="sk-proj-NEW")
+        route.respond(400, json={"error": "invalid_request"})
+        await _cli_login._add_api_key(provider, storage, LOGIN)
+    assert await storage.read_auth() == stored  # the refusal changed nothing
+    assert notices == [
+        "An OpenAI API key is stored with the login; show it with: vandamme-oauth api-key chatgpt",
+        "No API key: the API-key exchange was refused (HTTP 400: "
+        '\'{"error":"invalid_request"}\') (the login stands).',
+    ]

@@ -1,14 +1,12 @@
-"""Device login over respx: RFC 8628 polling rules and ChatGPT's variant, with a recorded sleep."""
+"""Device login over respx: RFC 8628 polling rules and variants, with a recorded sleep."""
 
 from __future__ import annotations
-
-import json
 
 import httpx
 import pytest
 import respx
 
-from tests.test_protocol import CHATGPT, GENERIC
+from tests.test_protocol import GENERIC
 from vandamme_oauth import (
     AuthorizationError,
     CallbackTimeoutError,
@@ -131,48 +129,31 @@ def test_provider_without_device_endpoint() -> None:
         DeviceFlow(GENERIC, InMemoryAuthStorage())
 
 
-async def test_chatgpt_device_login(respx_mock: respx.MockRouter) -> None:
-    """ChatGPT: JSON usercode request, 403 while pending, then a normal code exchange with the
-    deviceauth/callback redirect and the verifier the server returned."""
-    usercode = respx_mock.post("https://auth.openai.com/api/accounts/deviceauth/usercode")
-    usercode.respond(json={"device_auth_id": "dev-1", "usercode": "ZZ-99", "interval": "3"})
-    poll = respx_mock.post("https://auth.openai.com/api/accounts/deviceauth/token")
-    poll.side_effect = [
-        httpx.Response(403),
-        httpx.Response(
-            200, json={"authorization_code": "AC", "code_challenge": "CH", "code_verifier": "VER"}
-        ),
-    ]
-    exchange = respx_mock.post(CHATGPT.token_endpoint).respond(
-        json={"access_token": "AT", "refresh_token": "RT"}
-    )
-    shown: list[DeviceCode] = []
-    sleeps = Sleeps()
-    async with DeviceFlow(
-        CHATGPT, InMemoryAuthStorage(), on_code=shown.append, sleep=sleeps
-    ) as flow:
+async def test_a_variant_object_replaces_the_standard_requests(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """DeviceFlow takes the device variant as a strategy object: its requests are used, the
+    polling loop (margin, pending) stays the flow's, and the login is stored."""
+    from vandamme_oauth import AuthData
+
+    class Scripted:
+        def __init__(self) -> None:
+            self.polls = 0
+
+        def available(self, provider: object) -> bool:
+            return True
+
+        async def request_code(self, tokens: object) -> DeviceCode:
+            return DeviceCode("UC", "https://elsewhere/go", None, 60.0, 2.0, "DC")
+
+        async def poll(self, tokens: object, code: DeviceCode) -> AuthData | str:
+            self.polls += 1
+            return "pending" if self.polls < 3 else AuthData(access_token="AT", last_refresh=1.0)
+
+    variant, sleeps, storage = Scripted(), Sleeps(), InMemoryAuthStorage()
+    async with DeviceFlow(GENERIC, storage, variant=variant, sleep=sleeps) as flow:
         auth = await flow.authenticate()
-    assert auth.refresh_token == "RT"
-    assert json.loads(usercode.calls.last.request.content) == {"client_id": CHATGPT.client_id}
-    assert json.loads(poll.calls.last.request.content) == {
-        "device_auth_id": "dev-1",
-        "user_code": "ZZ-99",
-    }
-    assert shown[0].verification_uri == "https://auth.openai.com/codex/device"
-    assert sleeps.waits == [3.6, 3.6]
-    form = dict(httpx.QueryParams(exchange.calls.last.request.content.decode()))
-    assert form == {
-        "grant_type": "authorization_code",
-        "code": "AC",
-        "redirect_uri": "https://auth.openai.com/deviceauth/callback",
-        "client_id": CHATGPT.client_id,
-        "code_verifier": "VER",
-    }
-
-
-async def test_chatgpt_device_login_not_enabled(respx_mock: respx.MockRouter) -> None:
-    """404 on the usercode request says how to enable device login."""
-    respx_mock.post("https://auth.openai.com/api/accounts/deviceauth/usercode").respond(404)
-    async with DeviceFlow(CHATGPT, InMemoryAuthStorage(), sleep=Sleeps()) as flow:
-        with pytest.raises(AuthorizationError, match="security settings"):
-            await flow.authenticate()
+    assert (auth.access_token, variant.polls) == ("AT", 3)
+    assert sleeps.waits == [2.4, 2.4, 2.4]
+    assert await storage.read_auth() == auth
+    assert not respx_mock.calls  # no standard request was made

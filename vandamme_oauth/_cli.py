@@ -1,8 +1,9 @@
-"""The ``vandamme-oauth`` command: login, status, logout, token.
+"""The ``vandamme-oauth`` command: login, status, logout, token, api-key.
 
 ``main(argv)`` parses arguments, runs one coroutine with ``asyncio.run`` and maps every
 [`OAuthError`][vandamme_oauth.OAuthError] to a one-line reason on stderr and exit code 1 (2 for
-usage errors, 130 for Ctrl-C). Nothing here prints a token except ``token``, whose job it is.
+usage errors, 130 for Ctrl-C). Nothing here prints a secret except ``token`` and ``api-key``, whose
+job it is.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("logout", "revoke (best effort) and delete a login"),
         ("token", "print a valid access token, refreshing it if needed"),
+        ("api-key", "print the API key stored with a login (login chatgpt --api-key)"),
     ):
         cmd = sub.add_parser(name, parents=[common], help=text)
         cmd.add_argument("name", nargs="?", help="the login's name")
@@ -122,6 +124,21 @@ async def _token(args: argparse.Namespace, home: Path) -> int:
     return 0
 
 
+async def _api_key(args: argparse.Namespace, home: Path) -> int:
+    name = await pick_name(home, args.name)
+    auth = await make_storage(args, home, name).read_auth()
+    if auth is None:
+        args.relogin = login_command(args, name)
+        raise NotAuthenticatedError(f"no login named {name!r} is stored in {home}")
+    if not auth.api_key:
+        raise NotAuthenticatedError(
+            f"the login {name!r} has no API key; get one with: "
+            f"vandamme-oauth login {name} --api-key"
+        )
+    print(auth.api_key)
+    return 0
+
+
 def _one_line(exc: OAuthError, relogin: str | None) -> str:
     """The error as the user sees it: one line, ending with the command that fixes it when
     the fix is a new login."""
@@ -154,7 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_usage(args)  # contradictory options: a usage error (exit 2), before any I/O
     _setup_logging(getattr(args, "verbose", 0))
     home = Path(getattr(args, "home", None) or default_home()).expanduser()
-    command = {"login": login, "status": status, "logout": _logout, "token": _token}
+    command = {
+        "login": login,
+        "status": status,
+        "logout": _logout,
+        "token": _token,
+        "api-key": _api_key,
+    }
     try:
         return asyncio.run(command[args.command](args, home))
     except OAuthError as exc:

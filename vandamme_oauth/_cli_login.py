@@ -32,6 +32,7 @@ from ._login import login_name
 from ._profiles import load_provider
 from ._provider import ProviderConfig
 from ._token_client import TokenClient
+from .providers import chatgpt
 from .storage._filesystem import FileSystemAuthStorage
 
 if TYPE_CHECKING:
@@ -77,6 +78,12 @@ def add_login_arguments(login: argparse.ArgumentParser) -> None:
     login.add_argument(
         "--timeout", type=float, default=300.0, help="seconds to wait for the sign-in"
     )
+    login.add_argument(
+        "--api-key",
+        action="store_true",
+        help="ChatGPT: also exchange the login for an OpenAI API key (best effort), kept "
+        "with the login; show it with `vandamme-oauth api-key`",
+    )
     login.set_defaults(check_usage=lambda args: check_login_usage(login, args))
 
 
@@ -95,6 +102,8 @@ def check_login_usage(parser: argparse.ArgumentParser, args: argparse.Namespace)
         parser.error("--name names a new login: use it with chatgpt or --issuer")
     if not args.timeout > 0:
         parser.error("--timeout must be a positive number of seconds")
+    if args.api_key and args.issuer:
+        parser.error("--api-key is ChatGPT's token exchange: use it with chatgpt, not --issuer")
 
 
 async def _read_line() -> str | None:
@@ -307,4 +316,25 @@ async def login(args: argparse.Namespace, home: Path) -> int:
     print(f"Logged in to {provider.name} as {who}. Tokens stored in {where(storage)}.", flush=True)
     if previous is not None:
         await _retire(previous, previous_provider, auth, provider.issuer)
+    if args.api_key:
+        await _add_api_key(provider, storage, auth)
     return 0
+
+
+async def _add_api_key(provider: ProviderConfig, storage: AuthStorage, auth: AuthData) -> None:
+    """Exchange the new login for an API key and keep it with the login. Best effort, as
+    the Codex CLI does it: a failure is one notice, and the login stands."""
+    if not chatgpt.is_chatgpt(provider):
+        say(f"No API key: {provider.issuer} is not ChatGPT's auth server (the login stands).")
+        return
+    try:
+        async with TokenClient(provider) as client:
+            key = await client.exchange_api_key(auth)
+        await storage.write_auth(auth.replace(api_key=key))
+    except OAuthError as exc:
+        say(f"No API key: {exc} (the login stands).")
+        return
+    say(
+        "An OpenAI API key is stored with the login; show it with: "
+        f"vandamme-oauth api-key {provider.name}"
+    )

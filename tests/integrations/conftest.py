@@ -20,6 +20,7 @@ class Upstream:
 
     def __init__(self) -> None:
         self.seen: list[tuple[str | None, str | None, int]] = []
+        self.headers: list[dict[str, str]] = []
         self.reject: set[str] = set()
         self.redirect_to = ""
         self.url = ""
@@ -29,6 +30,7 @@ class Upstream:
         async for chunk in request.content.iter_chunked(65536):
             size += len(chunk)
         auth = request.headers.get("Authorization")
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         self.seen.append((auth, request.headers.get("ChatGPT-Account-ID"), size))
         if request.path == "/redirect":
             return web.Response(status=302, headers={"Location": self.redirect_to})

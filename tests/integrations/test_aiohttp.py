@@ -11,6 +11,7 @@ import pytest
 from tests.integrations.conftest import Running, TokenServer
 from vandamme_oauth import TokenManager
 from vandamme_oauth.integrations.aiohttp import TokenManagerMiddleware
+from vandamme_oauth.providers import chatgpt
 
 
 async def test_adds_headers_only_for_pinned_origins(
@@ -70,3 +71,21 @@ def test_needs_an_origin(manager: TokenManager) -> None:
     """A middleware with no origin would send tokens nowhere (or everywhere): refused."""
     with pytest.raises(ValueError, match="origin"):
         TokenManagerMiddleware(manager, origins=[])
+
+
+async def test_chatgpt_backend_headers_and_the_clients_session_id(
+    servers: Running, manager: TokenManager
+) -> None:
+    """The middleware sends the same header set as the httpx adapter; the client's own
+    session_id passes through."""
+    middleware = TokenManagerMiddleware(manager, origins=[servers.upstream.url])
+    async with (
+        aiohttp.ClientSession(middlewares=(middleware,)) as session,
+        session.get(f"{servers.upstream.url}/v1/x", headers={"session_id": "conv-7"}) as response,
+    ):
+        assert response.status == 200
+    auth = await manager.get_auth_data()
+    expected = {k.lower(): v for k, v in chatgpt.backend_headers(auth).items()}
+    (seen,) = servers.upstream.headers
+    assert {k: seen[k] for k in expected} == expected
+    assert seen["session_id"] == "conv-7"

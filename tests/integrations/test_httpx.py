@@ -10,6 +10,7 @@ import pytest
 from tests.integrations.conftest import Running, TokenServer
 from vandamme_oauth import TokenManager
 from vandamme_oauth.integrations.httpx import TokenManagerAuth
+from vandamme_oauth.providers import chatgpt
 
 
 async def test_adds_bearer_and_account_headers(servers: Running, manager: TokenManager) -> None:
@@ -78,3 +79,22 @@ async def test_generic_provider_sends_no_account_header(
     ) as client:
         await client.get(f"{servers.upstream.url}/v1/y")
     assert servers.upstream.seen == [("Bearer AT0", None, 0)]
+
+
+async def test_chatgpt_backend_headers_and_the_clients_session_id(
+    servers: Running, manager: TokenManager
+) -> None:
+    """For ChatGPT, the backend's header set from the one header function; a session_id
+    the client set itself passes through unchanged."""
+    async with httpx.AsyncClient(auth=TokenManagerAuth(manager), trust_env=False) as client:
+        await client.get(f"{servers.upstream.url}/v1/x", headers={"session_id": "conv-42"})
+        await client.get(f"{servers.upstream.url}/v1/y")
+    auth = await manager.get_auth_data()
+    expected = {k.lower(): v for k, v in chatgpt.backend_headers(auth).items()}
+    with_session, without = servers.upstream.headers
+    assert {k: with_session[k] for k in expected} == expected
+    assert with_session["session_id"] == "conv-42"
+    assert {k: without[k] for k in expected} == expected
+    assert "session_id" not in without
+    assert without["originator"] == "codex_cli_rs"
+    assert without["user-agent"].startswith("codex_cli_rs/")

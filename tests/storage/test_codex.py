@@ -167,3 +167,22 @@ async def test_logout_without_an_api_key_removes_the_file(tmp_path: Path) -> Non
     path = codex_file(tmp_path)
     await CodexAuthStorage(tmp_path).clear_auth()
     assert not path.exists()
+
+
+async def test_the_api_key_and_the_plan_travel_with_the_login(tmp_path: Path) -> None:
+    """OPENAI_API_KEY is the login's api_key both ways (a key beside tokens is read; a key
+    obtained with a login is written); the ID token's typed claims are read; a login
+    without a key keeps the file's key."""
+    path = codex_file(tmp_path, OPENAI_API_KEY="sk-existing")
+    storage = CodexAuthStorage(tmp_path)
+    auth = await storage.read_auth()
+    assert auth is not None
+    assert (auth.api_key, auth.plan_type) == ("sk-existing", "plus")
+    assert "sk-existing" not in repr(auth)
+    await storage.write_auth(auth.replace(api_key=None, refresh_token="rt-2"))
+    assert json.loads(path.read_text())["OPENAI_API_KEY"] == "sk-existing"
+    await storage.write_auth(auth.replace(api_key="sk-new"))
+    assert json.loads(path.read_text())["OPENAI_API_KEY"] == "sk-new"
+    again = await storage.read_auth()
+    assert again is not None
+    assert again.api_key == "sk-new"

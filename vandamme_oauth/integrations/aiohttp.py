@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TokenManagerMiddleware", "setup_login"]
 
+
 class TokenManagerMiddleware:
     """An aiohttp client middleware adding tokens from a TokenManager, pinned to origins.
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["TokenManagerAuth"]
 
+
 class TokenManagerAuth(httpx.Auth):
     """Bearer auth from a TokenManager, with one refresh-and-retry on 401.
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from . import chatgpt
 
 if TYPE_CHECKING:
-    from .._device import DeviceVariant
+    from .._device_codes import DeviceVariant
     from .._provider import ProviderConfig
 
 __all__ = ["chatgpt", "device_variant"]

@@ -33,7 +33,7 @@ from .._redact import redact_body
 from .._times import check_instant
 
 if TYPE_CHECKING:
-    from .._device import DeviceCode
+    from .._device_codes import DeviceCode
     from .._login import AuthData
     from .._token_client import TokenClient
 
@@ -169,7 +169,7 @@ class ChatGPTDevice:
 
     async def request_code(self, tokens: TokenClient) -> DeviceCode:
         """Ask for a user code (404: device login is not enabled for the account)."""
-        from .._device import DeviceCode
+        from .._device_codes import DeviceCode
 
         provider = tokens.provider
         request = TokenRequest(

@@ -7,9 +7,11 @@ same atomic 0600 writes and the same cross-process lock (``auth.json.lock``) as
 [`FileSystemAuthStorage`][vandamme_oauth.FileSystemAuthStorage], so several of our processes
 refresh it once. The expiry is read from the access token's ``exp``.
 
-A file that holds only ``OPENAI_API_KEY`` (a Codex API-key login) is valid and holds no
-ChatGPT login: reading it gives None, writing a login into it keeps the key, and logging out
-removes the tokens but keeps the key (the file is deleted only when it has none).
+``OPENAI_API_KEY`` is the login's ``api_key`` (both ways), and the claim paths are
+ChatGPT's (`vandamme_oauth.providers.chatgpt`). A file that holds only ``OPENAI_API_KEY``
+(a Codex API-key login) is valid and holds no ChatGPT login: reading it gives None, writing
+a login into it keeps the key, and logging out removes the tokens but keeps the key (the file is
+deleted only when it has none).
 
 Caveat: the Codex CLI itself does not take our lock. When it refreshes at the same moment, the
 server rejects the loser's refresh token; the manager then re-reads this file and adopts the
@@ -27,12 +29,10 @@ from .._exceptions import InvalidJWTError, ValidationError
 from .._jwt_claims import claim_at, decode_claims, looks_like_jwt
 from .._login import AuthData, _from_rfc3339, _to_rfc3339
 from .._times import check_instant
+from ..providers import chatgpt
 from ._filesystem import FileSystemAuthStorage
 
 __all__ = ["CodexAuthStorage", "default_codex_home"]
-
-_AUTH_CLAIM = ("https://api.openai.com/auth", "chatgpt_account_id")
-_EMAIL_CLAIMS = (("email",), ("https://api.openai.com/profile", "email"))
 
 
 def default_codex_home() -> Path:
@@ -81,12 +81,18 @@ class CodexAuthStorage(FileSystemAuthStorage):
         refresh_token = tokens.get("refresh_token")
         id_token = tokens.get("id_token")
         id_claims, access_claims = _claims(id_token), _claims(access_token)
-        account_id = tokens.get("account_id") or claim_at(id_claims, _AUTH_CLAIM)
+        account_id = tokens.get("account_id") or claim_at(id_claims, chatgpt.ACCOUNT_ID_CLAIM)
         email = next(
-            (v for p in _EMAIL_CLAIMS if isinstance(v := claim_at(id_claims, p), str)), None
+            (v for p in chatgpt.EMAIL_CLAIMS if isinstance(v := claim_at(id_claims, p), str)), None
         )
         exp = access_claims.get("exp")
         last_refresh = _from_rfc3339(doc.get("last_refresh"), "last_refresh")
+        api_key = doc.get("OPENAI_API_KEY")
+        typed: dict[str, str] = {}
+        for name, path in chatgpt.CLAIM_PATHS:
+            value = claim_at(id_claims, path)
+            if name not in typed and isinstance(value, str) and value:
+                typed[name] = value
         return AuthData(
             access_token=access_token,
             refresh_token=refresh_token if isinstance(refresh_token, str) else None,
@@ -95,6 +101,8 @@ class CodexAuthStorage(FileSystemAuthStorage):
             email=email,
             expires_at=check_instant(exp),
             last_refresh=last_refresh if last_refresh is not None else 0.0,
+            api_key=api_key if isinstance(api_key, str) and api_key else None,
+            **typed,
         )
 
     def _clear_sync(self) -> None:
@@ -120,4 +128,6 @@ class CodexAuthStorage(FileSystemAuthStorage):
         )
         doc["tokens"] = tokens
         doc["last_refresh"] = _to_rfc3339(data.last_refresh)
+        if data.api_key:  # a key obtained with the login; one already in the file stays
+            doc["OPENAI_API_KEY"] = data.api_key
         return json.dumps(doc, indent=2).encode("utf-8") + b"\n"
