@@ -9,7 +9,8 @@ upstream (default ChatGPT's backend) with the user's token and account headers.
 
 Request and response bodies stream through, byte for byte: a compressed answer is relayed
 compressed, with its ``Content-Encoding``, and the upstream is asked for exactly the
-encodings the client accepts. A small request body (up to 1 MiB with a known
+encodings the client accepts. A usage limit (429) reaches the client with a ``Retry-After``
+saying when the limit resets. A small request body (up to 1 MiB with a known
 length) is kept so that a 401 can be retried once after a refresh; a larger or chunked one
 is streamed and a 401 is passed back (the next request uses the refreshed token).
 """
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from vandamme_oauth import OAuthError, TokenManager, open_login
 from vandamme_oauth.integrations.httpx import TokenManagerAuth
+from vandamme_oauth.providers import chatgpt
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -61,6 +63,8 @@ async def forward(request: web.Request) -> web.StreamResponse:
     upstream = await client.send(
         client.build_request(request.method, url, headers=headers, content=body), stream=True
     )
+    if upstream.status_code == 429:
+        return await usage_limited(upstream)
     response = web.StreamResponse(status=upstream.status_code)
     for key, value in upstream.headers.items():
         if key.lower() not in DROP:  # Content-Encoding stays: the bytes are relayed raw
@@ -73,6 +77,19 @@ async def forward(request: web.Request) -> web.StreamResponse:
         await upstream.aclose()
     await response.write_eof()
     return response
+
+
+async def usage_limited(upstream: httpx.Response) -> web.Response:
+    """A usage limit (429): tell the client when to come back, in ``Retry-After``."""
+    try:
+        body = await upstream.aread()  # decoded: a small JSON error
+    finally:
+        await upstream.aclose()
+    limit = chatgpt.usage_limit(429, upstream.headers, body)
+    headers = {"Content-Type": upstream.headers.get("content-type", "application/json")}
+    if limit is not None and (seconds := limit.retry_after()) is not None:
+        headers["Retry-After"] = str(seconds)
+    return web.Response(status=429, body=body, headers=headers)
 
 
 def make_app(manager: TokenManager, upstream: str) -> web.Application:

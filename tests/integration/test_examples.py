@@ -158,6 +158,11 @@ class Upstream:
         self.accept_encoding.append(request.headers.get("Accept-Encoding"))
         if self.reject is not None and auth == f"Bearer {self.reject}":
             return web.Response(status=401)
+        if request.path.endswith("/limited"):
+            return web.json_response(
+                {"error": {"message": "usage limit reached", "resets_in_seconds": 90}},
+                status=429,
+            )
         if request.path.endswith("/gzip"):
             if "gzip" in request.headers.get("Accept-Encoding", ""):
                 body = gzip.compress(self.PAYLOAD)
@@ -220,7 +225,8 @@ async def test_chatgpt_proxy_example_streams_retries_and_relays_encodings(
     """`chatgpt_proxy.py --upstream URL --login work`: a 16 MiB upload streamed through, the
     streamed answer relayed, a 401 on a small body retried once after one refresh; a
     compressed answer reaches a client that does not decompress as the compressed bytes
-    with their Content-Encoding, and a client that accepts no encoding gets plain bytes."""
+    with their Content-Encoding, and a client that accepts no encoding gets plain bytes; a
+    usage limit reaches the client with Retry-After."""
     api, up_url = upstream
     login = await stored_login(provider_config, tmp_path)
     proxy = await example(
@@ -236,6 +242,7 @@ async def test_chatgpt_proxy_example_streams_retries_and_relays_encodings(
             for i in range(0, len(big), 1 << 20):
                 yield big[i : i + (1 << 20)]
 
+        limited = await client.post(f"{base}/codex/responses/limited", content=b"{}")
         large = await client.post(f"{base}/codex/responses", content=chunks())
         api.reject = login.auth.access_token
         small = await client.post(f"{base}/codex/responses", content=b"again")
@@ -249,12 +256,15 @@ async def test_chatgpt_proxy_example_streams_retries_and_relays_encodings(
             plain_body = await plain.read()
             plain_encoding = plain.headers.get("Content-Encoding")
     await interrupt(proxy)
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] in ("89", "90")  # when the limit resets
+    assert limited.json()["error"]["message"] == "usage limit reached"
     assert large.status_code == 200
     assert large.text == f"chunk0:{len(big)};chunk1:{len(big)};chunk2:{len(big)};"
     assert small.status_code == 200
-    assert api.seen[0] == (f"Bearer {login.auth.access_token}", None)
-    assert api.seen[1][0] == f"Bearer {login.auth.access_token}"  # refused once
-    assert api.seen[2][0] not in (None, f"Bearer {login.auth.access_token}")
+    assert api.seen[1] == (f"Bearer {login.auth.access_token}", None)
+    assert api.seen[2][0] == f"Bearer {login.auth.access_token}"  # refused once
+    assert api.seen[3][0] not in (None, f"Bearer {login.auth.access_token}")
     assert compressed_encoding == "gzip"
     assert gzip.decompress(compressed_body) == Upstream.PAYLOAD
     assert (plain_encoding, plain_body) == (None, Upstream.PAYLOAD)
