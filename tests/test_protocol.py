@@ -14,6 +14,7 @@ from vandamme_oauth import (
     PkcePair,
     ProviderConfig,
     StateMismatchError,
+    ValidationError,
 )
 from vandamme_oauth._protocol import (
     build_authorization_url,
@@ -353,3 +354,42 @@ def test_unusable_pastes_say_why(text: str, message: str) -> None:
         parse_pasted(text)
     assert str(caught.value) == message
     assert caught.value.error is None
+
+
+def test_client_authentication_by_basic_or_post() -> None:
+    """RFC 6749 2.3.1: Basic carries the form-encoded id and secret; post appends
+    client_secret to the form; a public client sends nothing more."""
+    import base64
+
+    from vandamme_oauth._protocol import refresh_request
+
+    secret = "s3cr:t/+ é"
+    basic = GENERIC.replace(client_secret=secret, token_endpoint_auth_method="client_secret_basic")
+    request, headers = refresh_request(basic, "RT").authenticated(basic)
+    assert request.fields == refresh_request(GENERIC, "RT").fields
+    encoded = base64.b64decode(headers["Authorization"].removeprefix("Basic ")).decode()
+    assert encoded == f"{GENERIC.client_id}:s3cr%3At%2F%2B%20%C3%A9"
+    post = GENERIC.replace(client_secret=secret, token_endpoint_auth_method="client_secret_post")
+    request, headers = refresh_request(post, "RT").authenticated(post)
+    assert headers == {}
+    assert request.fields[-1] == ("client_secret", secret)
+    assert secret in request.secrets()
+    assert refresh_request(GENERIC, "RT").authenticated(GENERIC)[1] == {}
+    assert secret not in repr(post)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"client_secret": "s"}, "a client_secret goes with"),
+        ({"token_endpoint_auth_method": "client_secret_post"}, "a client_secret goes with"),
+        (
+            {"client_secret": "s", "token_endpoint_auth_method": "private_key_jwt"},
+            "is not one of none, client_secret_basic, client_secret_post",
+        ),
+    ],
+)
+def test_client_secret_and_method_go_together(changes: dict[str, str], message: str) -> None:
+    """A secret without a method to send it (or the reverse) is a configuration error."""
+    with pytest.raises(ValidationError, match=message):
+        GENERIC.replace(**changes)

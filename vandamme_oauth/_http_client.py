@@ -23,6 +23,7 @@ from ._exceptions import NetworkError
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Mapping
 
 __all__ = [
     "RetryPolicy",
@@ -122,6 +123,7 @@ async def send_with_retries(
     policy: RetryPolicy,
     content: bytes | None = None,
     content_type: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> httpx.Response:
     """Send one request, retrying only where that is safe (see the module docstring).
 
@@ -130,7 +132,7 @@ async def send_with_retries(
     Raises:
         NetworkError: no response arrived (``sent`` says whether the server may have seen it).
     """
-    headers = {"Content-Type": content_type} if content_type else None
+    headers = {**(headers or {}), **({"Content-Type": content_type} if content_type else {})}
     started = time.monotonic()
     attempt = 0
     while True:

@@ -29,7 +29,7 @@ def _path(home: Path, name: str) -> Path:
     return home / f"{name}.provider.json"
 
 
-def _load_sync(home: Path, name: str) -> ProviderConfig | None:
+def _load_sync(home: Path, name: str, client_secret: str | None) -> ProviderConfig | None:
     path = _path(home, name)
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -42,7 +42,7 @@ def _load_sync(home: Path, name: str) -> ProviderConfig | None:
     if not isinstance(data, dict):
         raise StorageError(f"the provider file {path} is not a JSON object")
     try:
-        return ProviderConfig.from_dict(data)
+        return ProviderConfig.from_dict(data, client_secret=client_secret)
     except ValidationError as exc:
         raise StorageError(f"the provider file {path} is invalid: {exc.message}") from None
 
@@ -52,9 +52,12 @@ async def delete_provider(home: Path, name: str) -> None:
     await anyio.to_thread.run_sync(lambda: _path(home, name).unlink(missing_ok=True))
 
 
-async def load_provider(home: Path, name: str) -> ProviderConfig | None:
-    """The saved provider of login ``name`` (the ChatGPT preset for ``chatgpt``), or None."""
-    return await anyio.to_thread.run_sync(_load_sync, home, name)
+async def load_provider(
+    home: Path, name: str, *, client_secret: str | None = None
+) -> ProviderConfig | None:
+    """The saved provider of login ``name`` (the ChatGPT preset for ``chatgpt``), or None.
+    A confidential client's secret is not saved: pass it as ``client_secret``."""
+    return await anyio.to_thread.run_sync(_load_sync, home, name, client_secret)
 
 
 async def open_login(
@@ -64,6 +67,7 @@ async def open_login(
     client_id: str | None = None,
     scopes: Iterable[str] = ("openid", "offline_access"),
     home: str | os.PathLike[str] | None = None,
+    client_secret: str | None = None,
 ) -> tuple[ProviderConfig, FileSystemAuthStorage]:
     """The provider and storage of a login in a home folder, ready for a
     [`TokenManager`][vandamme_oauth.TokenManager].
@@ -86,11 +90,11 @@ async def open_login(
     if issuer is not None and client_id is not None:
         name = name or login_name(issuer)
         provider = await ProviderConfig.discover(
-            issuer, client_id=client_id, scopes=scopes, name=name
+            issuer, client_id=client_id, scopes=scopes, name=name, client_secret=client_secret
         )
         return provider, FileSystemAuthStorage(storage_home, name)
     name = name or "chatgpt"
-    saved = await load_provider(storage_home, name)
+    saved = await load_provider(storage_home, name, client_secret=client_secret)
     if saved is None:
         raise NotAuthenticatedError(
             f"no login named {name!r} in {storage_home}; log in first: vandamme-oauth login "

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import re
@@ -54,6 +55,20 @@ class TokenRequest:
     def secrets(self) -> tuple[str, ...]:
         """The secret values this request carries (to redact them from any answer)."""
         return tuple(v for k, v in self.fields if k in SECRET_FIELDS)
+
+    def authenticated(self, provider: ProviderConfig) -> tuple[TokenRequest, dict[str, str]]:
+        """This request with the client's authentication (RFC 6749 2.3.1), and the headers to
+        send with it: ``client_secret_basic`` adds an HTTP Basic header of the form-encoded
+        id and secret, ``client_secret_post`` adds ``client_secret`` after ``client_id``."""
+        secret, method = provider.client_secret, provider.token_endpoint_auth_method
+        if not secret or method == "none":
+            return self, {}
+        if method == "client_secret_post":
+            fields = (*self.fields, ("client_secret", secret))
+            return TokenRequest(self.url, self.body_format, fields), {}
+        pair = f"{quote(provider.client_id, safe='')}:{quote(secret, safe='')}"
+        basic = base64.b64encode(pair.encode()).decode("ascii")
+        return self, {"Authorization": f"Basic {basic}"}
 
     def content(self) -> tuple[bytes, str]:
         """The encoded body and its Content-Type."""

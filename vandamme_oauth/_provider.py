@@ -27,6 +27,9 @@ __all__ = ["ProviderConfig", "login_command", "parse_metadata"]
 log = logging.getLogger(__name__)
 
 BodyFormat = Literal["form", "json"]
+AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
+#: Client authentication methods we speak, in the order we prefer them (RFC 6749 2.3.1).
+AUTH_METHODS: tuple[AuthMethod, ...] = ("client_secret_basic", "client_secret_post")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,7 +39,7 @@ class ProviderConfig:
     Attributes:
         name: The login's name (storage file/key); letters, digits, ``.``, ``_``, ``-``.
         issuer: The authorization server's issuer identifier.
-        client_id: The public client's id (no secret: RFC 8252 section 8.5).
+        client_id: The client's id (public clients have no secret: RFC 8252 section 8.5).
         authorization_endpoint: Where the browser is sent.
         token_endpoint: Where codes and refresh tokens are exchanged.
         scopes: Scopes requested at login.
@@ -60,6 +63,12 @@ class ProviderConfig:
         require_iss: Reject callbacks without ``iss`` (RFC 9207 section 2.4).
         response_mode: ``None`` (query) or ``"form_post"``.
         code_challenge_methods: What the server advertised, if known.
+        client_secret: A confidential client's secret (web apps, and installed apps whose
+            provider insists on one). Never in ``repr``, in `to_dict()` (saved profiles) or
+            in any log or message.
+        token_endpoint_auth_method: How the client authenticates at the token, revocation
+            and device endpoints: ``"none"`` (a public client), ``"client_secret_basic"``
+            (HTTP Basic) or ``"client_secret_post"`` (in the form).
     """
 
     name: str
@@ -85,6 +94,8 @@ class ProviderConfig:
     require_iss: bool = False
     response_mode: Literal["form_post"] | None = None
     code_challenge_methods: tuple[str, ...] | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
+    token_endpoint_auth_method: AuthMethod = "none"  # noqa: S105 - a method's name
 
     def __post_init__(self) -> None:
         check_login_name(self.name)
@@ -107,6 +118,17 @@ class ProviderConfig:
             raise ValidationError("redirect_path must start with '/'")
         if self.response_mode not in (None, "form_post"):
             raise ValidationError("response_mode must be None or 'form_post'")
+        if self.token_endpoint_auth_method not in ("none", *AUTH_METHODS):
+            raise ValidationError(
+                f"token_endpoint_auth_method {self.token_endpoint_auth_method!r} is not one of "
+                f"none, {', '.join(AUTH_METHODS)}"
+            )
+        method = self.token_endpoint_auth_method
+        if (method == "none") != (not self.client_secret):
+            raise ValidationError(
+                "a client_secret goes with token_endpoint_auth_method client_secret_basic or "
+                "client_secret_post, and only with them"
+            )
         if self.code_challenge_methods is not None and "S256" not in self.code_challenge_methods:
             raise ValidationError(
                 f"{self.issuer} does not support PKCE S256; refusing to log in without it"
@@ -122,15 +144,22 @@ class ProviderConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form (no secrets: public clients have none)."""
-        return asdict(self)
+        """A JSON-ready form, without the client secret (saved profiles hold no secrets:
+        give the secret again when the profile is loaded)."""
+        data = asdict(self)
+        del data["client_secret"]
+        return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ProviderConfig:
-        """Rebuild a config saved with `to_dict()`; unknown keys are ignored.
+    def from_dict(
+        cls, data: Mapping[str, Any], *, client_secret: str | None = None
+    ) -> ProviderConfig:
+        """Rebuild a config saved with `to_dict()`; unknown keys are ignored. A confidential
+        client's secret is not saved: give it again as ``client_secret``.
 
         Raises:
-            ValidationError: the data does not describe a valid provider.
+            ValidationError: the data does not describe a valid provider (or a confidential
+                client's secret is missing).
         """
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
@@ -144,6 +173,8 @@ class ProviderConfig:
             elif isinstance(value, list):
                 value = tuple(value)
             kwargs[key] = value
+        if client_secret is not None:
+            kwargs["client_secret"] = client_secret
         try:
             return cls(**kwargs)
         except TypeError as exc:
@@ -186,6 +217,8 @@ class ProviderConfig:
         scopes: Iterable[str] = ("openid", "offline_access"),
         name: str | None = None,
         response_mode: Literal["form_post"] | None = None,
+        client_secret: str | None = None,
+        token_endpoint_auth_method: AuthMethod | None = None,
         http_client: httpx.AsyncClient | None = None,
     ) -> ProviderConfig:
         """Fetch the issuer's metadata (RFC 8414, then OpenID discovery) and build a config.
@@ -196,6 +229,9 @@ class ProviderConfig:
             scopes: Scopes to request at login.
             name: The login's name; default derived from the issuer (see `login_name()`).
             response_mode: ``"form_post"`` to receive the callback as a POST.
+            client_secret: A confidential client's secret.
+            token_endpoint_auth_method: How to send it (default: ``client_secret_basic``
+                when the metadata lists it, else ``client_secret_post``).
             http_client: A client to use (not closed); default a fresh one.
 
         Raises:
@@ -231,6 +267,8 @@ class ProviderConfig:
                     scopes=scopes,
                     name=name,
                     response_mode=response_mode,
+                    client_secret=client_secret,
+                    token_endpoint_auth_method=token_endpoint_auth_method,
                 )
         finally:
             if http_client is None:
@@ -261,6 +299,8 @@ def parse_metadata(
     scopes: Iterable[str] = ("openid", "offline_access"),
     name: str | None = None,
     response_mode: Literal["form_post"] | None = None,
+    client_secret: str | None = None,
+    token_endpoint_auth_method: AuthMethod | None = None,
 ) -> ProviderConfig:
     """Build a [`ProviderConfig`][vandamme_oauth.ProviderConfig] from a metadata document (pure; no
     I/O).
@@ -285,6 +325,9 @@ def parse_metadata(
             raise DiscoveryError(f"the metadata of {issuer} has no {key}")
         return value
 
+    auth_method = _auth_method(
+        issuer, document, client_secret=client_secret, chosen=token_endpoint_auth_method
+    )
     methods = document.get("code_challenge_methods_supported")
     if methods is None:
         log.warning(
@@ -304,9 +347,37 @@ def parse_metadata(
             require_iss=document.get("authorization_response_iss_parameter_supported") is True,
             response_mode=response_mode,
             code_challenge_methods=tuple(methods) if isinstance(methods, list) else None,
+            client_secret=client_secret,
+            token_endpoint_auth_method=auth_method,
         )
     except ValidationError as exc:
         raise DiscoveryError(f"unusable metadata from {issuer}: {exc.message}") from None
+
+
+def _auth_method(
+    issuer: str,
+    document: Mapping[str, Any],
+    *,
+    client_secret: str | None,
+    chosen: AuthMethod | None,
+) -> AuthMethod:
+    """How a client with (or without) ``client_secret`` authenticates at ``issuer``: the
+    ``chosen`` method, else the first of ours the metadata lists in
+    ``token_endpoint_auth_methods_supported`` (absent: ``client_secret_basic``, RFC 8414)."""
+    if not client_secret:
+        return chosen or "none"
+    if chosen is not None:
+        return chosen
+    supported = document.get("token_endpoint_auth_methods_supported", ["client_secret_basic"])
+    if not isinstance(supported, list):
+        raise DiscoveryError(f"the metadata of {issuer} has an invalid auth methods list")
+    for method in AUTH_METHODS:
+        if method in supported:
+            return method
+    raise DiscoveryError(
+        f"{issuer} supports none of {', '.join(AUTH_METHODS)} for client secrets "
+        f"(it lists {', '.join(map(str, supported)) or 'nothing'})"
+    )
 
 
 def login_command(provider: ProviderConfig) -> str:

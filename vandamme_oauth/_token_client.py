@@ -80,7 +80,9 @@ class TokenClient(AsyncClosing):
         return self._client
 
     async def post(self, request: TokenRequest, *, idempotent: bool) -> httpx.Response:
-        """Send ``request``, retried only where that is safe (see `_http_client`)."""
+        """Send ``request`` with the client's authentication (a confidential client's
+        secret), retried only where that is safe (see `_http_client`)."""
+        request, headers = request.authenticated(self.provider)
         content, content_type = request.content()
         return await send_with_retries(
             await self._http(),
@@ -90,7 +92,13 @@ class TokenClient(AsyncClosing):
             policy=self._retry,
             content=content,
             content_type=content_type,
+            headers=headers,
         )
+
+    def _secrets(self, request: TokenRequest) -> tuple[str, ...]:
+        """What to redact from an answer to ``request``: its secrets and the client's."""
+        secret = self.provider.client_secret
+        return (*request.secrets(), *((secret,) if secret else ()))
 
     async def _token_call(
         self, request: TokenRequest, *, grant: Grant, previous: AuthData | None
@@ -116,7 +124,7 @@ class TokenClient(AsyncClosing):
                 previous=previous,
                 url=request.url,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                secrets=request.secrets(),
+                secrets=self._secrets(request),
             )
         except Exception as exc:
             log.warning(
@@ -184,7 +192,7 @@ class TokenClient(AsyncClosing):
         request = chatgpt.api_key_request(self.provider, data.id_token)
         response = await self.post(request, idempotent=False)
         key = chatgpt.parse_api_key(
-            response.status_code, response.content, secrets=request.secrets()
+            response.status_code, response.content, secrets=self._secrets(request)
         )
         log.info("API key obtained")
         return key
@@ -213,7 +221,7 @@ class TokenClient(AsyncClosing):
                 status_code=response.status_code,
                 reason=response.reason_phrase,
                 url=request.url,
-                body=redact_body(response.text, secrets=request.secrets()),
+                body=redact_body(response.text, secrets=self._secrets(request)),
             )
         log.info("token revoked", extra={"hint": hint})
         return True

@@ -8,12 +8,15 @@
 //   GET  /__test__/wait?counter=NAME&after=N  answers once stats[NAME] exceeds N
 // Configuration comes from the environment:
 //   ACCESS_TOKEN_TTL   access-token lifetime in seconds (default 60)
-//   CLIENT_ID          the public native client's id (default "vandamme-test")
+//   CLIENT_ID          the public native client's id (default "vandamme-test"); the
+//                      confidential ones are CLIENT_ID-basic and CLIENT_ID-post
+//   CLIENT_SECRET      their secret
 import { createServer } from 'node:http';
 
 import Provider from 'oidc-provider';
 
 const clientId = process.env.CLIENT_ID || 'vandamme-test';
+const clientSecret = process.env.CLIENT_SECRET || 'vandamme-test-secret: not/so+secret';
 const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL || '60');
 
 const stats = {
@@ -47,6 +50,17 @@ const provider = new Provider(issuer, {
       // Native loopback redirects: any port is accepted (RFC 8252 section 7.3).
       redirect_uris: ['http://127.0.0.1/auth/callback', 'http://[::1]/auth/callback', 'http://localhost/auth/callback'],
     },
+    // Confidential clients beside the public one: the same grants, with a client secret
+    // sent by HTTP Basic or in the form.
+    ...['client_secret_basic', 'client_secret_post'].map((method) => ({
+      client_id: `${clientId}-${method === 'client_secret_basic' ? 'basic' : 'post'}`,
+      client_secret: clientSecret,
+      application_type: 'native',
+      token_endpoint_auth_method: method,
+      grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/auth/callback', 'http://[::1]/auth/callback', 'http://localhost/auth/callback'],
+    })),
   ],
   scopes: ['openid', 'offline_access', 'profile', 'email'],
   claims: { openid: ['sub'], email: ['email', 'email_verified'] },

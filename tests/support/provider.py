@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 PROVIDER_DIR = Path(__file__).resolve().parent.parent / "provider"
 CLIENT_ID = "vandamme-test"
+#: The confidential clients' secret (with characters that form-encoding must escape).
+CLIENT_SECRET = "vandamme-test-secret: not/so+secret"
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,11 @@ class RunningProvider:
     issuer: str
     client_id: str
     process: subprocess.Popen[bytes]
+    client_secret: str = CLIENT_SECRET
+
+    def confidential_client_id(self, method: str) -> str:
+        """The id of the confidential client using ``client_secret_basic`` or ``_post``."""
+        return f"{self.client_id}-{method.removeprefix('client_secret_')}"
 
     def stats(self) -> dict[str, int]:
         """Counts of successful grants and revocations seen by the provider."""
@@ -71,6 +78,7 @@ def run_provider(*, access_token_ttl: int = 600) -> Iterator[RunningProvider]:
         **os.environ,
         "ACCESS_TOKEN_TTL": str(access_token_ttl),
         "CLIENT_ID": CLIENT_ID,
+        "CLIENT_SECRET": CLIENT_SECRET,
         "NODE_NO_WARNINGS": "1",
     }
     process = subprocess.Popen(
