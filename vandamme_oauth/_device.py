@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from ._backoff import Backoff
 from ._closing import AsyncClosing
 from ._device_codes import RFC8628, DeviceCode, DeviceVariant
 from ._exceptions import (
@@ -45,6 +46,7 @@ __all__ = ["RFC8628", "DeviceCode", "DeviceFlow", "DeviceVariant"]
 log = logging.getLogger(__name__)
 
 SLOW_DOWN_STEP = 5.0
+NETWORK_BACKOFF_MAX = 60.0
 
 
 class DeviceFlow(AsyncClosing):
@@ -115,12 +117,15 @@ class DeviceFlow(AsyncClosing):
         interval = code.interval
         network_failures = 0
         while True:
-            wait = interval * (1 + self._margin) * (2**network_failures)
+            # The server's interval plus the margin; after network errors, the library's
+            # backoff from there (doubling, at most a minute beyond the interval).
+            step = interval * (1 + self._margin)
+            wait = Backoff(step, max(step, NETWORK_BACKOFF_MAX)).delay(network_failures + 1)
             if self._clock() + wait > deadline:
                 raise CallbackTimeoutError(
                     "the device code expired before the sign-in was approved; start again"
                 )
-            await self._sleep(min(wait, 60.0) if network_failures else wait)
+            await self._sleep(wait)
             try:
                 auth = await self._poll(code)
             except NetworkError as exc:

@@ -4,26 +4,32 @@ Retries follow one rule: repeat a request only when repeating cannot spend anyth
 Idempotent requests (discovery, revocation) are retried on transport errors, 429 and 5xx,
 with exponential backoff, full jitter and ``Retry-After``. A request that is not idempotent
 (a code exchange or a refresh: codes and rotating refresh tokens are single use) is retried
-only when the connection could not be opened at all, so the server never saw it.
+only when the connection could not be opened at all, so the server never saw it. The loop
+itself is stamina's (attempts, total time, sleeping); the waits are the library's one
+backoff formula (`_backoff.Backoff`), handed to stamina as a backoff hook.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
-import random
+import sys
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 import anyio
+import anyio.to_thread
 import httpx
 
+from ._backoff import Backoff
 from ._exceptions import NetworkError
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Mapping
+    from types import ModuleType
 
 __all__ = [
     "RetryPolicy",
@@ -52,11 +58,9 @@ class RetryPolicy:
     deadline: float = 30.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait before attempt ``attempt + 1`` (full jitter, Retry-After wins)."""
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_delay)
-        cap = min(self.max_delay, self.base_delay * 2**attempt)
-        return random.uniform(0, cap)  # noqa: S311 - jitter, not a secret
+        """Seconds to wait before attempt ``attempt + 1``: the library's backoff with full
+        jitter; ``Retry-After`` is a floor, up to ``max_delay``."""
+        return Backoff(self.base_delay, self.max_delay, jitter=True).delay(attempt + 1, retry_after)
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -133,33 +137,71 @@ async def send_with_retries(
         NetworkError: no response arrived (``sent`` says whether the server may have seen it).
     """
     headers = {**(headers or {}), **({"Content-Type": content_type} if content_type else {})}
-    started = time.monotonic()
-    attempt = 0
-    while True:
-        try:
-            response = await client.request(method, url, content=content, headers=headers)
-        except httpx.TransportError as exc:
-            never_sent = isinstance(exc, _NEVER_SENT)
-            retry_after = None
-            if not (idempotent or never_sent) or not _may_retry(policy, attempt, started):
-                raise NetworkError(
-                    f"could not reach {url}: {type(exc).__name__}: {str(exc) or 'no detail'}",
-                    sent=not never_sent,
-                ) from exc
-        else:
-            retryable = response.status_code == 429 or response.status_code >= 500
-            if not (idempotent and retryable) or not _may_retry(policy, attempt, started):
-                return response
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            await response.aclose()
-        wait = policy.delay(attempt, retry_after)
+
+    def backoff(exc: Exception) -> bool | float:
+        # The hook stamina asks before each retry: ours to retry, with our formula's wait.
+        if not isinstance(exc, _Retry):
+            return False
+        wait = policy.delay(exc.attempt, exc.retry_after)
         log.debug(
             "retrying request",
-            extra={"url": url, "attempt": attempt + 1, "wait_s": round(wait, 3)},
+            extra={"url": url, "attempt": exc.attempt + 1, "wait_s": round(wait, 3)},
         )
-        await anyio.sleep(wait)
-        attempt += 1
+        return wait
+
+    stamina = await _stamina()
+    attempt = 0
+    try:
+        async for trying in stamina.retry_context(
+            on=backoff, attempts=policy.attempts, timeout=policy.deadline
+        ):
+            with trying:
+                attempt += 1
+                last = attempt >= policy.attempts
+                try:
+                    response = await client.request(method, url, content=content, headers=headers)
+                except httpx.TransportError as exc:
+                    never_sent = isinstance(exc, _NEVER_SENT)
+                    error = NetworkError(
+                        f"could not reach {url}: {type(exc).__name__}: {str(exc) or 'no detail'}",
+                        sent=not never_sent,
+                    )
+                    if (idempotent or never_sent) and not last:
+                        raise _Retry(attempt - 1, error=error) from exc
+                    raise error from exc
+                retryable = response.status_code == 429 or response.status_code >= 500
+                if idempotent and retryable and not last:
+                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                    raise _Retry(attempt - 1, response=response, retry_after=retry_after)
+                return response
+    except _Retry as exc:  # stamina's time budget ran out: the last outcome stands
+        if exc.error is not None:
+            raise exc.error from exc.__cause__
+        if exc.response is not None:
+            return exc.response
+    raise AssertionError("unreachable: stamina's loop returns or raises")  # pragma: no cover
 
 
-def _may_retry(policy: RetryPolicy, attempt: int, started: float) -> bool:
-    return attempt + 1 < policy.attempts and time.monotonic() - started < policy.deadline
+async def _stamina() -> ModuleType:
+    """stamina, imported in a worker thread the first time (it pulls in tenacity: tens of
+    milliseconds that must not stall the event loop, nor every ``import vandamme_oauth``)."""
+    module = sys.modules.get("stamina")
+    if module is None:
+        module = await anyio.to_thread.run_sync(importlib.import_module, "stamina")
+    return module
+
+
+class _Retry(Exception):
+    """An attempt that may be repeated: its response (429/5xx) or its network error."""
+
+    def __init__(
+        self,
+        attempt: int,
+        *,
+        response: httpx.Response | None = None,
+        error: NetworkError | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__("retry")
+        self.attempt, self.response, self.error = attempt, response, error
+        self.retry_after = retry_after

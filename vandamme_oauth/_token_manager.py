@@ -55,6 +55,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
+from ._backoff import Backoff
 from ._closing import AsyncClosing
 from ._exceptions import (
     HttpError,
@@ -524,10 +525,10 @@ class TokenManager(AsyncClosing):
 
     def _back_off(self, exc: OAuthError) -> None:
         self._failures += 1
-        delay = min(self.max_backoff, 2.0 ** (self._failures - 1))
         retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, float):
-            delay = max(delay, min(retry_after, self.max_backoff))
+        delay = Backoff(1.0, self.max_backoff).delay(
+            self._failures, retry_after if isinstance(retry_after, float) else None
+        )
         self._backoff_until = self._clock() + delay  # from the END of the failed attempt
         self._last_error = exc
         log.warning("refresh failed (%s); next attempt in %.0f s", exc, delay)

@@ -2,8 +2,9 @@
 adapters mount it).
 
 ``begin(user_key)`` makes a state and a PKCE pair, and returns the authorization URL plus a
-cookie value binding them to this browser: HMAC-SHA256-signed JSON of state, verifier, the
-app's user key and the time. The cookie is HttpOnly, SameSite=Lax (sent on the provider's
+cookie value binding them to this browser: state, verifier and the app's user key, signed
+and timestamped by itsdangerous (``URLSafeTimedSerializer``, HMAC-SHA256, a salt of its own)
+rather than by a format of our own. The cookie is HttpOnly, SameSite=Lax (sent on the provider's
 top-level redirect back), Secure on https, and lives ``max_age`` seconds. ``complete()``
 checks the signature and age, then judges the callback like the CLI's loopback login
 (state in constant time, ``error``, ``iss``, ``code``), exchanges the code once, and stores
@@ -14,10 +15,7 @@ browser that started the login.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
-import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -31,19 +29,27 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
     import httpx
+    import itsdangerous
 
     from .._provider import ProviderConfig
     from ..storage._base import AuthData, AuthStorage
 
 __all__ = ["WebLogin"]
 
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+_SALT = "vandamme-oauth web login"
 
 
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+def _serializer(key: bytes, clock: Callable[[], float]) -> itsdangerous.URLSafeTimedSerializer:
+    """A timed serializer whose timestamps come from ``clock`` (the login's own clock)."""
+    import itsdangerous  # lazily: only web apps need it
+
+    class Signer(itsdangerous.TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(clock())
+
+    return itsdangerous.URLSafeTimedSerializer(
+        key, salt=_SALT, signer=Signer, signer_kwargs={"digest_method": hashlib.sha256}
+    )
 
 
 class WebLogin:
@@ -79,7 +85,7 @@ class WebLogin:
         key = secret.encode() if isinstance(secret, str) else secret
         if len(key) < 32:
             raise ValidationError("the login cookie secret must be at least 32 bytes")
-        self._key = key
+        self._cookies = _serializer(key, clock)
         self._storage_for = storage_for
         self.cookie_name = cookie_name
         self.max_age = max_age
@@ -101,37 +107,30 @@ class WebLogin:
             "secure": self.redirect_uri.startswith("https://"),
         }
 
-    def _sign(self, payload: bytes) -> str:
-        return _b64(hmac.new(self._key, payload, hashlib.sha256).digest())
-
     def begin(self, user_key: str) -> tuple[str, str]:
         """Start a login for ``user_key``: the authorization URL and the cookie value."""
         state, pkce = new_state(), new_pkce()
-        payload = json.dumps(
-            {"s": state, "v": pkce.verifier, "u": user_key, "t": int(self._clock())},
-            separators=(",", ":"),
-        ).encode()
-        cookie = f"{_b64(payload)}.{self._sign(payload)}"
+        cookie = self._cookies.dumps({"s": state, "v": pkce.verifier, "u": user_key})
         url = build_authorization_url(
             self.provider, redirect_uri=self.redirect_uri, state=state, pkce=pkce
         )
         return url, cookie
 
     def _open(self, cookie: str | None) -> dict[str, Any]:
-        if not cookie or "." not in cookie:
+        import itsdangerous
+
+        if not cookie:
             raise StateMismatchError(
                 "this browser has no login in progress (cookie missing): start again"
             )
-        body, signature = cookie.rsplit(".", 1)
         try:
-            payload = _unb64(body)
-        except ValueError:
-            raise StateMismatchError("the login cookie is malformed: start again") from None
-        if not hmac.compare_digest(self._sign(payload), signature):
-            raise StateMismatchError("the login cookie's signature is wrong: start again")
-        data: dict[str, Any] = json.loads(payload)
-        if self._clock() - float(data["t"]) > self.max_age:
-            raise AuthorizationError("the login took too long and expired: start again")
+            data = self._cookies.loads(cookie, max_age=self.max_age)
+        except itsdangerous.SignatureExpired:
+            raise AuthorizationError("the login took too long and expired: start again") from None
+        except itsdangerous.BadData:
+            raise StateMismatchError("the login cookie is not valid: start again") from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in "svu"):
+            raise StateMismatchError("the login cookie is not valid: start again")
         return data
 
     async def complete(self, params: Mapping[str, str], cookie: str | None) -> tuple[str, AuthData]:
