@@ -58,6 +58,7 @@ async def test_readme_block_runs(
     for old, new in (
         ("https://idp.example.com", oidc_provider.issuer),
         ('"my-app"', f'"{oidc_provider.client_id}"'),
+        ('"my-web-app"', f'"{oidc_provider.confidential_client_id("client_secret_basic")}"'),
         ("https://chatgpt.com", upstream),
         ("redis://redis.internal:6379/0", redis_server.url),
         ("https://app.example.com", "http://127.0.0.1:8123"),
@@ -92,6 +93,7 @@ async def test_readme_block_runs(
         "CODEX_HOME": str(tmp_path / "codex"),
         "PYTHONPATH": f"{ROOT / 'tests' / 'support' / 'fake_browser'}:{ROOT}",
         "NO_PROXY": "*",
+        "CLIENT_SECRET": oidc_provider.client_secret,
     }
     try:
         process = await asyncio_run(script, env)
