@@ -4,7 +4,8 @@
     python examples/proxy_token.py https://chatgpt.com/backend-api --port 8080
     python examples/proxy_token.py https://api.example.com --login work   # any stored login
 
-Each request gets ``Authorization: Bearer <token>`` and, for ChatGPT, ``ChatGPT-Account-ID``.
+Each request gets ``Authorization: Bearer <token>`` and, for ChatGPT, the rest of the
+backend's headers (``chatgpt.backend_headers``: ``ChatGPT-Account-ID``, ``originator``...).
 If the upstream answers 401, the manager is told (it refreshes once, however many requests
 report it) and the request is retried once. This version reads bodies into memory;
 examples/chatgpt_proxy.py streams them.
@@ -19,7 +20,8 @@ from typing import TYPE_CHECKING
 import httpx
 from aiohttp import web
 
-from vandamme_oauth import OAuthError, ProviderConfig, TokenManager, open_login
+from vandamme_oauth import OAuthError, TokenManager, open_login
+from vandamme_oauth.providers import chatgpt
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -28,7 +30,6 @@ MANAGER = web.AppKey("manager", TokenManager)
 CLIENT = web.AppKey("client", httpx.AsyncClient)
 UPSTREAM = web.AppKey("upstream", str)
 KEEP = {"content-type", "accept", "openai-beta", "session_id"}
-CHATGPT_ISSUER = ProviderConfig.chatgpt().issuer
 
 
 async def forward(request: web.Request) -> web.Response:
@@ -38,9 +39,10 @@ async def forward(request: web.Request) -> web.Response:
     headers = {k: v for k, v in request.headers.items() if k.lower() in KEEP}
     for attempt in (1, 2):
         auth = await manager.get_auth_data()
-        headers["Authorization"] = f"Bearer {auth.access_token}"
-        if auth.account_id and manager.provider.issuer == CHATGPT_ISSUER:
-            headers["ChatGPT-Account-ID"] = auth.account_id
+        if chatgpt.is_chatgpt(manager.provider):  # the backend's whole header set
+            headers.update(chatgpt.backend_headers(auth, session_id=headers.get("session_id")))
+        else:
+            headers["Authorization"] = f"Bearer {auth.access_token}"
         upstream = await request.app[CLIENT].request(
             request.method, url, headers=headers, content=body
         )

@@ -524,6 +524,9 @@ class TokenManager(AsyncClosing):
         return self._serve_or_raise(self._clock())
 
     def _back_off(self, exc: OAuthError) -> None:
+        # The library's one backoff formula, but not stamina's loop: this is a gate that
+        # keeps later callers from starting a refresh too soon, not a loop around one call
+        # (and a refresh that may have reached the server is never repeated by itself).
         self._failures += 1
         retry_after = getattr(exc, "retry_after", None)
         delay = Backoff(1.0, self.max_backoff).delay(
