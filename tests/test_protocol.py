@@ -17,6 +17,7 @@ from vandamme_oauth import (
     ValidationError,
 )
 from vandamme_oauth._protocol import (
+    TokenRequest,
     build_authorization_url,
     code_exchange_request,
     parse_callback,
@@ -337,6 +338,11 @@ _NOT_A_CODE = (
         ("", "nothing was pasted"),
         ("  ''  ", "nothing was pasted"),
         (
+            "?",
+            "the pasted address has no query string: copy the full address of the page your "
+            "browser ended on (it contains code=... and state=...)",
+        ),
+        (
             "http://127.0.0.1:1455/auth/callback",
             "the pasted address has no query string: copy the full address of the page your "
             "browser ended on (it contains code=... and state=...)",
@@ -364,14 +370,16 @@ def test_client_authentication_by_basic_or_post() -> None:
     from vandamme_oauth._protocol import refresh_request
 
     secret = "s3cr:t/+ é"
-    basic = GENERIC.replace(client_secret=secret, token_endpoint_auth_method="client_secret_basic")
+    client = GENERIC.replace(client_id="app/1:x")
+    basic = client.replace(client_secret=secret, token_endpoint_auth_method="client_secret_basic")
     request, headers = refresh_request(basic, "RT").authenticated(basic)
-    assert request.fields == refresh_request(GENERIC, "RT").fields
+    assert request == refresh_request(client, "RT")
     encoded = base64.b64decode(headers["Authorization"].removeprefix("Basic ")).decode()
-    assert encoded == f"{GENERIC.client_id}:s3cr%3At%2F%2B%20%C3%A9"
-    post = GENERIC.replace(client_secret=secret, token_endpoint_auth_method="client_secret_post")
+    assert encoded == "app%2F1%3Ax:s3cr%3At%2F%2B%20%C3%A9"
+    post = client.replace(client_secret=secret, token_endpoint_auth_method="client_secret_post")
     request, headers = refresh_request(post, "RT").authenticated(post)
     assert headers == {}
+    assert (request.url, request.body_format) == (post.token_endpoint, "form")
     assert request.fields[-1] == ("client_secret", secret)
     assert secret in request.secrets()
     assert refresh_request(GENERIC, "RT").authenticated(GENERIC)[1] == {}
@@ -393,3 +401,54 @@ def test_client_secret_and_method_go_together(changes: dict[str, str], message: 
     """A secret without a method to send it (or the reverse) is a configuration error."""
     with pytest.raises(ValidationError, match=message):
         GENERIC.replace(**changes)
+
+
+def test_an_authorization_endpoint_with_a_query_gets_the_rest_after_an_ampersand() -> None:
+    """Parameters already in the endpoint (a tenant, say) are kept; ours follow with '&'."""
+    provider = GENERIC.replace(authorization_endpoint="https://idp.example/authorize?tenant=t")
+    url = build_authorization_url(
+        provider, redirect_uri="http://127.0.0.1:1/cb", state="S", pkce=PKCE
+    )
+    assert url.startswith("https://idp.example/authorize?tenant=t&response_type=code&")
+
+
+def test_every_key_and_value_is_percent_encoded() -> None:
+    """Only RFC 3986 unreserved characters stay as they are, in keys and values alike, in
+    the authorization URL and in form bodies."""
+    provider = GENERIC.replace(authorize_params=(("a/b", "c/d e"),))
+    url = build_authorization_url(
+        provider, redirect_uri="http://127.0.0.1:1/cb", state="S", pkce=PKCE
+    )
+    assert "&a%2Fb=c%2Fd%20e&" in url
+    request = TokenRequest("https://idp.example/token", "form", (("k/1", "v/1 +"),))
+    assert request.content() == (b"k%2F1=v%2F1%20%2B", "application/x-www-form-urlencoded")
+
+
+def test_requests_go_to_the_right_endpoint_in_the_right_format() -> None:
+    """The code exchange is a form POST to the token endpoint; revocation goes to the
+    revocation endpoint in the provider's body format."""
+    exchange = code_exchange_request(CHATGPT, code="c", redirect_uri="r", verifier="v")
+    assert (exchange.url, exchange.body_format) == (CHATGPT.token_endpoint, "form")
+    revoke = revoke_request(CHATGPT, "RT", "refresh_token")
+    assert revoke is not None
+    assert (revoke.url, revoke.body_format) == (CHATGPT.revocation_endpoint, "json")
+
+
+def test_a_callback_without_state_is_not_ours() -> None:
+    """No state at all is a mismatch (still waiting), not a crash."""
+    with pytest.raises(StateMismatchError):
+        parse_callback({"code": "C"}, expected_state="S", issuer=GENERIC.issuer, require_iss=False)
+
+
+@pytest.mark.parametrize(
+    ("text", "params"),
+    [
+        ("'XcodeX12345678X'", {"code": "XcodeX12345678X"}),  # quotes go, the code stays
+        ("?X=1&code=C&state=S", {"X": "1", "code": "C", "state": "S"}),
+    ],
+)
+def test_pasted_text_loses_only_quotes_and_the_leading_question_mark(
+    text: str, params: dict[str, str]
+) -> None:
+    """Stripping removes the quotes and the '?', nothing of the content."""
+    assert parse_pasted(text)[0] == params

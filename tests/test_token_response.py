@@ -319,3 +319,125 @@ def test_an_unusable_expires_in_names_the_grant() -> None:
     assert str(caught.value) == (
         "the token endpoint's refresh_token answer has an expires_in that is not positive"
     )
+
+
+def test_identity_takes_only_non_empty_strings_and_the_first_path_found() -> None:
+    """A claim that is not a non-empty string is no account or email; of several email
+    paths the first found wins; claims of a JWT access token count when there is no ID
+    token; an access token that only looks like a JWT is ignored."""
+    weird = make_jwt({"sub": 42, "email": ""})
+    assert parse(200, {"access_token": "AT", "id_token": weird}).account_id is None
+    assert parse(200, {"access_token": "AT", "id_token": weird}).email is None
+    numeric_email = make_jwt({"sub": "s", "email": 5})
+    assert parse(200, {"access_token": "AT", "id_token": numeric_email}).email is None
+    both = make_jwt(
+        {"sub": "s", "email": "top@x.test", "https://api.openai.com/profile": {"email": "p@x.test"}}
+    )
+    assert parse(200, {"access_token": "AT", "id_token": both}, provider=CHATGPT).email == (
+        "top@x.test"
+    )
+    from_access = make_jwt({"sub": "from-access", "email": "a@x.test"})
+    auth = parse(200, {"access_token": from_access})
+    assert (auth.account_id, auth.email) == ("from-access", "a@x.test")
+    fake = "eyJhbGciOiJub25lIn0.not-base64-json!.sig"
+    assert parse(200, {"access_token": fake}).account_id is None
+
+
+def test_an_access_token_exp_that_is_no_time_gives_no_expiry() -> None:
+    """Without expires_in, a JWT access token whose exp is not a time means: unknown."""
+    token = make_jwt({"sub": "s", "exp": "tomorrow"})
+    assert parse(200, {"access_token": token}).expires_at is None
+
+
+def test_error_codes_must_be_strings() -> None:
+    """A numeric code (in an error object or at the top level) is no code."""
+    assert error_code({"error": {"code": 5}}) is None
+    assert error_code({"code": 7}) is None
+    assert error_code({"error": {"code": "c"}}) == "c"
+
+
+def test_refusals_keep_code_description_url_and_redact_what_was_sent() -> None:
+    """Permanent and other refusals carry the error code and description; the URL is the
+    token endpoint's; a secret the request carried is redacted from message and body."""
+    body = json.dumps(
+        {"error": "invalid_grant", "error_description": "token RTsecret123 is dead"}
+    ).encode()
+    with pytest.raises(ReauthenticationRequired) as dead:
+        parse_token_response(
+            400, body, provider=GENERIC, now=NOW, grant="refresh_token", secrets=["RTsecret123"]
+        )
+    assert (dead.value.error, dead.value.error_description) == (
+        "invalid_grant",
+        "token [redacted] is dead",
+    )
+    other = json.dumps(
+        {"error": "server_error", "error_description": "retry RTsecret123 later"}
+    ).encode()
+    with pytest.raises(TokenEndpointError) as failed:
+        parse_token_response(
+            500,
+            other,
+            provider=GENERIC,
+            now=NOW,
+            grant="refresh_token",
+            url="https://idp.example/token",
+            secrets=["RTsecret123"],
+        )
+    error = failed.value
+    assert (error.error, error.error_description) == ("server_error", "retry [redacted] later")
+    assert error.url == "https://idp.example/token"
+    assert "RTsecret123" not in (error.body or "")
+    assert "RTsecret123" not in str(error)
+
+
+def test_descriptions_are_cut_at_200_characters_and_non_json_answers_at_120() -> None:
+    """Long texts from a server are cut (what a user sees stays short)."""
+    long = json.dumps({"error": "e", "error_description": "d" * 201}).encode()
+    assert token_error(400, long, grant="authorization_code").error_description == ("d" * 200 + "…")
+    html = b"<html>" + b"x" * 200
+    with pytest.raises(TokenEndpointError) as caught:
+        raise token_error(502, html, grant="authorization_code")
+    assert str(caught.value) == (
+        "the token endpoint answered HTTP 502 to the authorization_code request with a "
+        f"non-JSON answer: {('<html>' + 'x' * 114 + '…')!r}"
+    )
+
+
+def test_undecodable_bytes_in_an_error_answer_are_replaced() -> None:
+    """An answer that is not UTF-8 still gives a typed error (with replacement marks)."""
+    error = token_error(500, b"\xff\xfe oops", grant="refresh_token")
+    assert isinstance(error, TokenEndpointError)
+    assert "\ufffd" in (error.body or "")
+
+
+def test_a_broken_answer_that_echoes_the_refresh_token_salvages_nothing() -> None:
+    """Only a NEW refresh token (a non-empty string) in a broken answer is salvaged."""
+    previous = AuthData(access_token="AT", refresh_token="RT-old", last_refresh=NOW)
+    for echoed in ("RT-old", 123, ""):
+        with pytest.raises(TokenError) as caught:
+            parse(200, {"refresh_token": echoed}, grant="refresh_token", previous=previous)
+        assert caught.value.salvage is None, echoed
+
+
+def test_a_non_object_answer_is_quoted_up_to_80_characters() -> None:
+    """A 200 answer that is JSON but not an object is quoted, cut at 80 characters."""
+    body = json.dumps(["y" * 100]).encode()
+    with pytest.raises(TokenError) as caught:
+        parse(200, body)
+    quoted = '["' + "y" * 78 + "…"
+    assert str(caught.value) == (
+        f"the token endpoint's authorization_code answer is not a JSON object: {quoted!r}"
+    )
+
+
+def test_small_defaults_a_login_and_an_error_start_from() -> None:
+    """A fresh login has no API key; an error built without a URL names none; a secret in
+    a non-JSON error page is redacted from the message."""
+    assert parse(200, {"access_token": "AT"}).api_key is None
+    assert token_error(500, b"{}", grant="refresh_token").url == ""
+    with pytest.raises(TokenEndpointError) as caught:
+        parse_token_response(502, b"x", provider=GENERIC, now=NOW, grant="refresh_token")
+    assert caught.value.url == ""
+    page = token_error(502, b"<p>RTsecret123</p>", grant="refresh_token", secrets=["RTsecret123"])
+    assert "RTsecret123" not in str(page)
+    assert "[redacted]" in str(page)

@@ -276,3 +276,15 @@ async def test_chatgpt_device_login_not_enabled(respx_mock: respx.MockRouter) ->
     async with DeviceFlow(CHATGPT, InMemoryAuthStorage(), sleep=Sleeps()) as flow:
         with pytest.raises(AuthorizationError, match="security settings"):
             await flow.authenticate()
+
+
+def test_a_refresh_with_a_new_id_token_updates_the_claims() -> None:
+    """Claims the new ID token names replace the old ones; the ones it lacks are kept."""
+    previous = AuthData(
+        access_token="AT", refresh_token="RT", plan_type="plus", project_id="p-1", api_key="k"
+    )
+    body = json.dumps({"access_token": "AT2", "id_token": id_token(chatgpt_plan_type="pro")})
+    refreshed = parse_token_response(
+        200, body.encode(), provider=CHATGPT, now=1.0, grant="refresh_token", previous=previous
+    )
+    assert (refreshed.plan_type, refreshed.project_id, refreshed.api_key) == ("pro", "p-1", "k")

@@ -404,7 +404,8 @@ def test_the_old_provider_keyword_still_works_with_a_deprecation_warning(
     and names the replacement."""
     with pytest.warns(DeprecationWarning, match=r"use name=\.\.\.") as caught:
         storage = FileSystemAuthStorage(tmp_path, provider="work")
-    assert caught[0].filename == __file__  # the warning points at the caller
+    if "MUTANT_UNDER_TEST" not in os.environ:  # mutmut's trampolines add a stack frame
+        assert caught[0].filename == __file__  # the warning points at the caller
     assert storage.name == "work"
     assert storage.path == tmp_path / "work.json"
     assert FileSystemAuthStorage(tmp_path, "work").path == storage.path
