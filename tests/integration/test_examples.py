@@ -93,49 +93,27 @@ async def stored_login(provider: ProviderConfig, home: Path, name: str = "work")
 
 async def test_interactive_login_example(oidc_provider: RunningProvider, tmp_path: Path) -> None:
     """examples/interactive_login.py logs in to the provider and obtains a token."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(EXAMPLES / "interactive_login.py"),
-        "--issuer",
-        oidc_provider.issuer,
-        "--client-id",
-        oidc_provider.client_id,
-        "--home",
-        str(tmp_path),
-        "--no-browser",
-        "--timeout",
-        "60",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    url = ""
-    while not url:
-        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
-        assert line, "the example exited before printing a URL"
-        if line.startswith("http"):
-            url = line.strip()
+    process = await example("interactive_login", *_login_args(oidc_provider, tmp_path))
+    url = await line_starting(process, "http")
     await run_browser(url)
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, err.decode()
-    assert "Signed in as alice@example.test" in out.decode()
-    assert "An access token is ready" in out.decode()
+    code, out, err = await finish(process)
+    assert code == 0, err
+    assert "Signed in as alice@example.test" in out
+    assert "An access token is ready" in out
+
+
+def _login_args(oidc_provider: RunningProvider, home: Path) -> list[str]:
+    return [
+        *("--issuer", oidc_provider.issuer, "--client-id", oidc_provider.client_id),
+        *("--home", str(home), "--no-browser", "--timeout", "60"),
+    ]
 
 
 async def test_interactive_login_example_ends_quietly_on_ctrl_c(
     oidc_provider: RunningProvider, tmp_path: Path
 ) -> None:
     """Ctrl-C while the login waits for the browser: exit 130, no traceback, nothing stored."""
-    process = await example(
-        "interactive_login",
-        "--issuer",
-        oidc_provider.issuer,
-        "--client-id",
-        oidc_provider.client_id,
-        "--home",
-        str(tmp_path),
-        "--no-browser",
-    )
+    process = await example("interactive_login", *_login_args(oidc_provider, tmp_path))
     await line_starting(process, "http")
     await interrupt(process)
     assert list(tmp_path.iterdir()) == []
