@@ -1028,3 +1028,76 @@ async def test_aclose_says_once_that_a_held_login_could_not_be_stored(
         "the refreshed login could not be stored (RuntimeError); holding it in memory",
         "closing with a refreshed login that storage would not take",
     ]
+
+
+async def test_get_auth_data_has_the_same_hot_path(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """get_auth_data() on a valid login returns the cached login without suspending, reading
+    storage or locking; before the first load it reads storage (not a cached None)."""
+    storage = CountingStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        first = await m.get_auth_data()
+        assert first.access_token == "AT0"
+        reads, locks = storage.reads, storage.locks
+        call = m.get_auth_data()
+        with pytest.raises(StopIteration) as done:
+            call.send(None)
+        assert done.value.value is first
+        assert (storage.reads, storage.locks) == (reads, locks)
+        clock.now = first.expires_at - 300  # the advisory window: a refresh, still served
+        assert (await m.get_auth_data()).access_token == "AT0"
+        await settled(m)
+        assert (await m.get_auth_data()).access_token == "AT1"
+    assert endpoint.calls == 1
+
+
+async def test_only_the_current_token_can_be_reported_unauthorized(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Reporting an old token, or an empty one, changes nothing; reporting the current one
+    makes the next call wait for exactly one refresh, and the new token is not reported."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        m.report_unauthorized("some-older-token")
+        m.report_unauthorized("")
+        assert state(m) is ManagerState.FRESH
+        assert await m.get_access_token() == "AT0"
+        assert endpoint.calls == 0
+        m.report_unauthorized("AT0")
+        assert state(m) is ManagerState.WAITING
+        assert await m.get_access_token() == "AT1"
+        assert await m.get_access_token() == "AT1"
+        m.report_unauthorized("AT0")  # a late report of the old token
+        assert await m.get_access_token() == "AT1"
+    assert endpoint.calls == 1
+
+
+async def test_refresh_before_any_call_loads_the_login_first(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """refresh() on a manager that has not loaded a login yet reads storage, then refreshes
+    that login (once)."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        refreshed = await m.refresh()
+    assert (refreshed.access_token, endpoint.calls) == ("AT1", 1)
+    assert await stored_refresh_token(storage) == "RT1"
+
+
+async def test_a_token_is_not_served_at_the_instant_it_expires(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Through a storage outage the cached token is served until, not at, its expiry."""
+    storage = FlakyStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        expires_at = (await m.get_auth_data()).expires_at
+        assert expires_at is not None
+        storage.fail_reads = True
+        clock.now = expires_at - 0.001
+        assert await m.get_access_token() == "AT0"
+        clock.now = expires_at
+        with pytest.raises(StorageError):
+            await m.get_access_token()
+    assert endpoint.calls == 0

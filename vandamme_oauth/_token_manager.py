@@ -102,8 +102,8 @@ class ManagerState(enum.Enum):
 
     EMPTY = "empty"  #: no login loaded yet (or storage holds none)
     FRESH = "fresh"  #: the cached token is served on the hot path
-    REFRESHING_AHEAD = "refreshing ahead"  #: a refresh runs; callers still get the token
-    WAITING = "waiting"  #: callers wait for the refresh (mandatory window, or expired)
+    REFRESHING_AHEAD = "refreshing ahead"  #: a refresh runs or is due; callers get the token
+    WAITING = "waiting"  #: callers wait for a refresh (mandatory window, expired, or rejected)
     BACKING_OFF = "backing off"  #: the last refresh failed transiently
     DEAD = "dead"  #: the refresh token was rejected; a new login is needed
 
@@ -255,12 +255,14 @@ class TokenManager(AsyncClosing):
             return ManagerState.EMPTY
         if self._dead is not None and self._dead[0] == auth.refresh_token:
             return ManagerState.DEAD
-        if self._task is not None:
+        if self._task is None and now < self._backoff_until:
+            return ManagerState.BACKING_OFF
+        if self._task is not None or now >= self._windows.advisory:
+            # A refresh runs, or the next call starts one (the token is in its margin, or an
+            # API rejected it): do callers get the token meanwhile, or wait?
             return (
                 ManagerState.REFRESHING_AHEAD if self._serves_at_once(now) else ManagerState.WAITING
             )
-        if now < self._backoff_until:
-            return ManagerState.BACKING_OFF
         return ManagerState.FRESH
 
     async def get_access_token(self) -> str:
