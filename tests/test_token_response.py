@@ -434,7 +434,9 @@ def test_small_defaults_a_login_and_an_error_start_from() -> None:
     """A fresh login has no API key; an error built without a URL names none; a secret in
     a non-JSON error page is redacted from the message."""
     assert parse(200, {"access_token": "AT"}).api_key is None
-    assert token_error(500, b"{}", grant="refresh_token").url == ""
+    error = token_error(500, b"{}", grant="refresh_token")
+    assert isinstance(error, TokenEndpointError)
+    assert error.url == ""
     with pytest.raises(TokenEndpointError) as caught:
         parse_token_response(502, b"x", provider=GENERIC, now=NOW, grant="refresh_token")
     assert caught.value.url == ""
