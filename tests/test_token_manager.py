@@ -1101,3 +1101,52 @@ async def test_a_token_is_not_served_at_the_instant_it_expires(
         with pytest.raises(StorageError):
             await m.get_access_token()
     assert endpoint.calls == 0
+
+
+async def test_a_short_token_waits_only_in_the_last_tenth_of_its_life(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A 100 s token: mandatory margin min(20 s, a tenth of 100 s) = 10 s. Just before it,
+    callers are served while the refresh runs; from it on, they wait."""
+    storage = InMemoryAuthStorage(login(clock, expires_in=100))
+    start = clock.now
+    endpoint.gate.clear()
+    async with no_watch_manager(storage, clock, http) as m:
+        clock.now = start + 100 - 10 - 0.001
+        assert await m.get_access_token() == "AT0"
+        assert state(m) is ManagerState.REFRESHING_AHEAD
+        clock.now = start + 100 - 10
+        assert state(m) is ManagerState.WAITING
+        endpoint.gate.set()
+        assert await m.get_access_token() == "AT1"
+    assert endpoint.calls == 1
+
+
+async def test_a_success_resets_the_backoff(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Fail, succeed, fail: the second failure backs off 1 s again (not 2 s), and the
+    success lifted the pause (a refresh due later is made)."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        endpoint.fail = (503, {"error": "temporarily_unavailable"})
+        clock.advance(3600 - 100)
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert state(m) is ManagerState.BACKING_OFF
+        endpoint.fail = None
+        clock.advance(1)
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert await m.get_access_token() == "AT2"
+        assert state(m) is ManagerState.FRESH
+        endpoint.fail = (503, {"error": "temporarily_unavailable"})
+        clock.advance(3600 - 100)
+        assert await m.get_access_token() == "AT2"
+        await settled(m)
+        assert state(m) is ManagerState.BACKING_OFF
+        clock.advance(0.999)
+        assert state(m) is ManagerState.BACKING_OFF
+        clock.advance(0.001)
+        assert state(m) is not ManagerState.BACKING_OFF  # 1 s, counted from the failure
+    assert endpoint.calls == 3
