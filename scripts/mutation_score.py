@@ -1,7 +1,9 @@
 """Print the mutation score of the last `mutmut run` as its last line:
 `mutation score: KILLED/TOTAL killed (P%)`, after the survivors (one line each).
 
-Survivors whose every changed line is a logging call (``log.debug(...)`` ... ``log.exception``:
+A mutant that made the tests time out (a hang) counts as detected, as in other mutation
+tools: the suite did not pass with it. Survivors whose every changed line is a logging call
+(``log.debug(...)`` ... ``log.exception``:
 the text or arguments of a log record, which no behaviour depends on) are listed apart as
 equivalent and left out of TOTAL; the raw score, with them, is printed too.
 """
@@ -41,8 +43,9 @@ def main() -> int:
         if sep and name:
             statuses[name] = status.strip()
     counted = {n: s for n, s in statuses.items() if s not in {"skipped", "not checked"}}
-    killed = sum(s == "killed" for s in counted.values())
-    survivors = sorted(n for n, s in counted.items() if s != "killed")
+    killed = sum(s in ("killed", "timeout") for s in counted.values())
+    timeouts = sum(s == "timeout" for s in counted.values())
+    survivors = sorted(n for n, s in counted.items() if s not in ("killed", "timeout"))
     logs = [n for n in survivors if counted[n] == "survived" and _only_log_text(n)]
     for name in survivors:
         if name not in logs:
@@ -51,7 +54,10 @@ def main() -> int:
         print(f"  equivalent (log text only): {name}")
     raw_total = len(counted)
     raw = 100.0 * killed / raw_total if raw_total else 0.0
-    print(f"raw: {killed}/{raw_total} killed ({raw:.1f}%), {len(logs)} of the rest log text only")
+    print(
+        f"raw: {killed}/{raw_total} detected ({raw:.1f}%; {timeouts} by a timeout), "
+        f"{len(logs)} of the rest log text only"
+    )
     total = raw_total - len(logs)
     share = 100.0 * killed / total if total else 0.0
     print(f"mutation score: {killed}/{total} killed ({share:.1f}%)")
