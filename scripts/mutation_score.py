@@ -17,20 +17,38 @@ import sys
 _LOG_CALL = re.compile(r"^\s*log\.(debug|info|warning|error|exception)\(")
 
 
-def _changed_lines(name: str) -> list[str]:
+def _only_log_text(name: str) -> bool:
+    """Whether every line the mutant changes is a logging call, or an argument line of a
+    logging call that spans several lines (found from the diff's context above it)."""
     diff = subprocess.run(
         ["mutmut", "show", name], capture_output=True, text=True, check=False
     ).stdout
-    return [
-        line[1:]
+    lines = [
+        line
         for line in diff.splitlines()
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        if line[:1] in " +-" and not line.startswith(("+++", "---"))
     ]
-
-
-def _only_log_text(name: str) -> bool:
-    lines = _changed_lines(name)
-    return bool(lines) and all(_LOG_CALL.match(line) for line in lines if line.strip())
+    changed = [i for i, line in enumerate(lines) if line[:1] in "+-" and line[1:].strip()]
+    if not changed:
+        return False
+    for i in changed:
+        text = lines[i][1:]
+        if _LOG_CALL.match(text):
+            continue
+        indent = len(text) - len(text.lstrip())
+        opener = next(
+            (
+                lines[j][1:]
+                for j in range(i - 1, -1, -1)
+                if lines[j][:1] == " "
+                and lines[j][1:].strip()
+                and len(lines[j][1:]) - len(lines[j][1:].lstrip()) < indent
+            ),
+            "",
+        )
+        if not (_LOG_CALL.match(opener) and opener.rstrip().endswith("(")):
+            return False
+    return True
 
 
 def main() -> int:

@@ -1150,3 +1150,44 @@ async def test_a_success_resets_the_backoff(
         clock.advance(0.001)
         assert state(m) is not ManagerState.BACKING_OFF  # 1 s, counted from the failure
     assert endpoint.calls == 3
+
+
+async def test_the_retry_policy_reaches_the_token_client(clock: FakeClock) -> None:
+    """The manager's retry policy is the one its requests use: a refresh that cannot even
+    connect is tried exactly ``attempts`` times (it was never sent, so retrying is safe)."""
+    attempts: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    storage = InMemoryAuthStorage(login(clock, expires_in=10))
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as http,
+        TokenManager(
+            GENERIC,
+            storage,
+            clock=clock,
+            http_client=http,
+            retry=RetryPolicy(attempts=2, base_delay=0.0, max_delay=0.0),
+            watch_interval=None,
+        ) as m,
+    ):
+        clock.advance(20)
+        with pytest.raises(NetworkError):
+            await m.get_access_token()
+    assert len(attempts) == 2
+
+
+async def test_no_watcher_when_watching_is_off(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """watch_interval=None: no watcher task is started, by calls or by a refresh."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        await m.refresh()
+        assert m._watcher is None
+    async with manager(storage, clock, http) as watched:
+        await watched.get_access_token()
+        assert watched._watcher is not None
