@@ -20,7 +20,7 @@ from vandamme_oauth import (
     OAuthFlowError,
     StateMismatchError,
 )
-from vandamme_oauth._callback_server import CallbackServer
+from vandamme_oauth._callback_server import CallbackServer, Refused
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -373,3 +373,84 @@ async def test_each_verdict_has_its_page(
             with pytest.raises(OAuthFlowError) as caught:
                 await server.wait(5)
             assert str(caught.value) == "the callback could not be handled: RuntimeError"
+
+
+def page_of(response: httpx.Response) -> tuple[int, str, str, str]:
+    """(status, content type, title, message) of one of the server's pages."""
+    text = response.text
+    title = text.split("<title>", 1)[1].split("</title>", 1)[0]
+    message = text.split("<p>", 1)[1].split("</p>", 1)[0]
+    return response.status_code, response.headers["Content-Type"], title, message
+
+
+HTML = "text/html; charset=utf-8"
+
+
+async def test_every_page_says_exactly_what_happened() -> None:
+    """The success page, the redirect to it (with the security headers), a callback after
+    the end, a refused one, a stray /success and /cancel: status, type, title, message."""
+
+    async def judge(received: Mapping[str, str]) -> AuthData:
+        if received.get("code") == "refuse-me":
+            raise Refused("that code was not accepted")
+        return await accept(received)
+
+    async with (
+        CallbackServer(judge, success_grace=5) as server,
+        httpx.AsyncClient(trust_env=False) as client,
+    ):
+        base = f"http://127.0.0.1:{server.port}"
+        stray = await client.get(f"{base}/success")
+        assert page_of(stray) == (404, HTML, "Not found", "No sign-in finished here.")
+        refused = await client.get(
+            f"{base}/auth/callback", params={"state": "s", "code": "refuse-me"}
+        )
+        assert page_of(refused) == (400, HTML, "Not accepted", "that code was not accepted")
+        redirect = await client.get(f"{base}/auth/callback", params={"state": "s", "code": "c"})
+        assert redirect.status_code == 302
+        assert redirect.headers["Location"].startswith("/success?t=")
+        assert redirect.headers["Cache-Control"] == "no-store"
+        assert redirect.headers["Referrer-Policy"] == "no-referrer"
+        success = await client.get(f"{base}{redirect.headers['Location']}")
+        assert page_of(success) == (
+            200, HTML, "Signed in", "You are signed in. You can close this tab now."
+        )  # fmt: skip
+        again = await client.get(f"{base}/auth/callback", params={"state": "s", "code": "c"})
+        assert page_of(again) == (400, HTML, "Login already finished", "You can close this tab.")
+        assert await server.wait(5) is AUTH
+
+    async with (
+        CallbackServer(accept, success_grace=0) as server,
+        httpx.AsyncClient(trust_env=False) as client,
+    ):
+        cancel = await client.get(f"http://127.0.0.1:{server.port}/cancel")
+        assert page_of(cancel) == (200, HTML, "Login cancelled", "This login was cancelled.")
+        with pytest.raises(OAuthFlowError) as caught:
+            await server.wait(5)
+        assert str(caught.value) == (
+            "the login was cancelled (another login asked this one to stop)"
+        )
+
+
+async def test_submit_passes_on_a_refusal() -> None:
+    """Paste-back: a judge's refusal reaches the paster with its reason; still waiting."""
+
+    async def refuse(params: Mapping[str, str]) -> AuthData:
+        raise Refused("the provider did not accept that code (invalid_grant)")
+
+    async with CallbackServer(accept, success_grace=0) as server:
+        with pytest.raises(Refused) as caught:
+            await server.submit({"code": "c"}, judge=refuse)
+        assert str(caught.value) == "the provider did not accept that code (invalid_grant)"
+        assert await server.submit({"state": "s", "code": "c"}) is True
+        assert await server.wait(5) is AUTH
+
+
+async def test_no_callback_in_time_is_a_timeout_that_says_so() -> None:
+    """Nothing arrives: CallbackTimeoutError with the time waited and what to do."""
+    async with CallbackServer(accept, success_grace=0) as server:
+        with pytest.raises(CallbackTimeoutError) as caught:
+            await server.wait(0.05)
+    assert str(caught.value) == (
+        "no login arrived at the callback within 0.05 s; start the login again"
+    )
