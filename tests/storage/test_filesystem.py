@@ -425,3 +425,86 @@ async def test_remember_provider_saves_the_profile_privately_and_atomically(
     assert storage.profile_path.stat().st_mode & 0o777 == 0o600
     assert home.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in home.iterdir()) == ["work.provider.json"]
+
+
+def test_defaults_name_format_and_repr(tmp_path: Path) -> None:
+    """The default login is chatgpt, the lock waits 60 s, the repr names the file, and the
+    file is 2-space-indented JSON ending in a newline; list_logins checks whole names."""
+    storage = FileSystemAuthStorage(tmp_path)
+    assert (storage.path.name, storage.lock_timeout) == ("chatgpt.json", 60.0)
+    assert repr(storage) == f"FileSystemAuthStorage(path={str(storage.path)!r})"
+    asyncio.run(storage.write_auth(LOGIN))
+    assert storage.path.read_text() == json.dumps(LOGIN.to_dict(), indent=2) + "\n"
+    (tmp_path / "valid$bad.json").write_text("{}")  # its first characters would pass
+    (tmp_path / "chatgpt.provider.json").write_text("{}")
+    assert list_logins(tmp_path) == ["chatgpt"]
+    with pytest.warns(DeprecationWarning, match="deprecated") as caught:
+        FileSystemAuthStorage(tmp_path, provider="x")
+    assert str(caught[0].message) == (
+        "FileSystemAuthStorage(provider=...) is deprecated: the argument is the login's "
+        "name; use name=..."
+    )
+
+
+async def test_a_symlinked_lock_alone_is_refused_before_the_login(tmp_path: Path) -> None:
+    """ensure_home() refuses a home whose lock file (even alone) is a symbolic link, with the
+    whole reason; a home others can write to is refused with the command that fixes it."""
+    storage = FileSystemAuthStorage(tmp_path / "home", "p")
+    await storage.ensure_home()
+    storage.lock_path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StorageError) as caught:
+        await storage.ensure_home()
+    assert str(caught.value) == (
+        f"{storage.path} or its lock file is a symbolic link; remove it, or pick another "
+        "folder with --home"
+    )
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(StorageError) as caught:
+        await FileSystemAuthStorage(shared, "p").ensure_home()
+    assert str(caught.value).endswith(f"or run 'chmod go-w {shared}'")
+
+
+async def test_filesystem_errors_name_the_path_and_the_reason(tmp_path: Path) -> None:
+    """A folder where the login file should be: reading, writing and deleting each fail
+    with a StorageError naming the path and the system's reason; no temp file remains."""
+    storage = FileSystemAuthStorage(tmp_path, "p")
+    storage.path.mkdir()
+    with pytest.raises(StorageError) as caught:
+        await storage.read_auth()
+    assert str(caught.value) == f"cannot read {storage.path}: Is a directory"
+    with pytest.raises(StorageError) as caught:
+        await storage.write_auth(LOGIN)
+    assert str(caught.value) == (
+        f"cannot write {storage.path}: Is a directory; the previous login is unchanged"
+    )
+    with pytest.raises(StorageError) as caught:
+        await storage.clear_auth()
+    assert str(caught.value) == f"cannot delete {storage.path}: Is a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
+
+
+async def test_clear_removes_leftovers_even_without_a_login(tmp_path: Path) -> None:
+    """Temp files of a killed first write are removed even when no login file exists."""
+    storage = FileSystemAuthStorage(tmp_path, "p")
+    leftover = tmp_path / ".p.json.123.456.tmp"
+    leftover.write_text("tokens")
+    await storage.clear_auth()
+    assert not leftover.exists()
+
+
+async def test_a_write_syncs_the_folder_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On POSIX the folder is fsync'd after the rename, so the new name survives a crash."""
+    synced: list[bool] = []
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(stat.S_ISDIR(os.fstat(fd).st_mode))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    await FileSystemAuthStorage(tmp_path, "p").write_auth(LOGIN)
+    assert synced == [False, True]  # the temp file, then the folder
