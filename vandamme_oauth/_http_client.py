@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RetryPolicy",
+    "load_retry_machinery",
     "new_http_client",
     "open_http_client",
     "parse_retry_after",
@@ -180,6 +181,11 @@ async def send_with_retries(
         if exc.response is not None:
             return exc.response
     raise AssertionError("unreachable: stamina's loop returns or raises")  # pragma: no cover
+
+
+async def load_retry_machinery() -> None:
+    """Import stamina now, in a worker thread, so that a first request does not wait."""
+    await _stamina()
 
 
 async def _stamina() -> ModuleType:

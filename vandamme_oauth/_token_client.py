@@ -10,6 +10,7 @@ from ._closing import AsyncClosing
 from ._exceptions import HttpError, NetworkError, TokenError
 from ._http_client import (
     RetryPolicy,
+    load_retry_machinery,
     new_http_client,
     parse_retry_after,
     send_with_retries,
@@ -69,8 +70,10 @@ class TokenClient(AsyncClosing):
             await client.aclose()
 
     async def open(self) -> None:
-        """Make the HTTP client now (off the event loop) rather than at the first request."""
+        """Make the HTTP client and load the retry machinery now (off the event loop),
+        rather than at the first request."""
         await self._http()
+        await load_retry_machinery()
 
     async def _http(self) -> httpx.AsyncClient:
         if self._client is None:

@@ -11,9 +11,7 @@ package branches on ChatGPT: the rest is generic OAuth driven by the plain data 
 from __future__ import annotations
 
 import datetime as dt
-import email.utils
 import json
-import platform
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -247,6 +245,8 @@ DEVICE = ChatGPTDevice()
 def user_agent(originator: str = DEFAULT_ORIGINATOR, version: str | None = None) -> str:
     """The Codex CLI's ``User-Agent`` form:
     ``<originator>/<version> (<os> <os-version>; <arch>) <terminal>``."""
+    import platform  # lazily, as everything only a request to ChatGPT's backend needs
+
     if version is None:
         from importlib.metadata import version as installed
 
@@ -308,6 +308,8 @@ def _retry_after_header(value: str | None, now: float) -> float | None:
     value = value.strip()
     if value.isdigit():
         return now + int(value)
+    import email.utils  # lazily: only a usage limit needs it
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
