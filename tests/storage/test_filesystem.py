@@ -87,10 +87,26 @@ async def test_lock_file_that_is_a_symlink_is_a_storage_error(tmp_path: Path) ->
     await storage.ensure_home()
     target = tmp_path / "elsewhere"
     storage.lock_path.symlink_to(target)
-    with pytest.raises(StorageError, match="symbolic link"):
+    with pytest.raises(StorageError) as caught:
         async with storage.lock():
             pass
+    assert str(caught.value) == (
+        f"the lock file {storage.lock_path} is a symbolic link; remove it (it is recreated "
+        "as a regular file)"
+    )
     assert not target.exists()
+
+
+async def test_a_lock_path_that_cannot_be_opened_says_what_to_do(tmp_path: Path) -> None:
+    """A folder where the lock file should be: a StorageError with the reason and the fix."""
+    storage = FileSystemAuthStorage(tmp_path, "p")
+    storage.lock_path.mkdir()
+    with pytest.raises(StorageError) as caught:
+        async with storage.lock():
+            pass
+    assert str(caught.value) == (
+        f"cannot lock {storage.lock_path}: Is a directory; remove it if it is not a regular file"
+    )
 
 
 async def test_clear_removes_temporary_files_left_by_a_killed_write(tmp_path: Path) -> None:
@@ -421,7 +437,9 @@ async def test_remember_provider_saves_the_profile_privately_and_atomically(
     storage = FileSystemAuthStorage(home, "work")
     await storage.remember_provider({"name": "work", "issuer": "https://a"})
     await storage.remember_provider({"name": "work", "issuer": "https://b"})
-    assert json.loads(storage.profile_path.read_text()) == {"name": "work", "issuer": "https://b"}
+    assert storage.profile_path.read_text() == json.dumps(
+        {"name": "work", "issuer": "https://b"}, indent=2
+    )
     assert storage.profile_path.stat().st_mode & 0o777 == 0o600
     assert home.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in home.iterdir()) == ["work.provider.json"]
@@ -508,3 +526,11 @@ async def test_a_write_syncs_the_folder_too(
     monkeypatch.setattr(os, "fsync", spy)
     await FileSystemAuthStorage(tmp_path, "p").write_auth(LOGIN)
     assert synced == [False, True]  # the temp file, then the folder
+
+
+def test_the_file_watch_polls_every_half_second_by_default(tmp_path: Path) -> None:
+    """The documented cadence of the file backend's change notifications: 0.5 s."""
+    import inspect
+
+    changes = FileSystemAuthStorage(tmp_path, "p").changes
+    assert inspect.signature(changes).parameters["interval"].default == 0.5
