@@ -454,3 +454,25 @@ async def test_no_callback_in_time_is_a_timeout_that_says_so() -> None:
     assert str(caught.value) == (
         "no login arrived at the callback within 0.05 s; start the login again"
     )
+
+
+def test_documented_defaults() -> None:
+    """An ephemeral port, IPv4 only, no /cancel to a busy port, 2 s for the browser to
+    fetch the success page, 60 s for an exchange in flight."""
+    import inspect
+
+    defaults = {
+        name: parameter.default
+        for name, parameter in inspect.signature(CallbackServer).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+    assert defaults == {
+        "path": "/auth/callback",
+        "ports": (0,),
+        "host": "127.0.0.1",
+        "hosts": (),
+        "also_ipv6": False,
+        "cancel_busy_port": False,
+        "success_grace": 2.0,
+        "exchange_timeout": 60.0,
+    }

@@ -547,8 +547,9 @@ async def test_closed_manager_refuses_new_work(clock: FakeClock, http: httpx.Asy
     m = manager(storage, clock, http)
     await m.aclose()
     await m.aclose()  # idempotent
-    with pytest.raises(OAuthError, match="closed"):
+    with pytest.raises(OAuthError) as caught:
         await m.get_access_token()
+    assert str(caught.value) == "this TokenManager is closed"
 
 
 async def test_backoff_is_measured_from_the_end_of_a_slow_failure(
@@ -1191,3 +1192,19 @@ async def test_no_watcher_when_watching_is_off(
     async with manager(storage, clock, http) as watched:
         await watched.get_access_token()
         assert watched._watcher is not None
+
+
+async def test_the_refresh_task_is_named_for_debugging(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """The refresh runs in a task whose name says what it is (asyncio debug output, task
+    dumps): ``vandamme-oauth refresh TokenManager(...)``."""
+    storage = InMemoryAuthStorage(login(clock))
+    endpoint.gate.clear()
+    async with no_watch_manager(storage, clock, http) as m:
+        waiter = asyncio.create_task(m.refresh())
+        await endpoint.arrived.wait()
+        names = {task.get_name() for task in asyncio.all_tasks()}
+        assert f"vandamme-oauth refresh {m!r}" in names
+        endpoint.gate.set()
+        await waiter
