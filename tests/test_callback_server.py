@@ -139,8 +139,10 @@ async def test_all_ports_busy_names_them() -> None:
         with pytest.raises(CallbackServerError) as caught:
             async with CallbackServer(accept, ports=ports):
                 pass  # pragma: no cover
-    assert f"{ports[0]} and {ports[1]}" in str(caught.value)
-    assert "lsof" in str(caught.value)
+    assert str(caught.value) == (
+        f"cannot listen on 127.0.0.1 port {ports[0]} and {ports[1]}: in use by another "
+        f"program. Finish or stop the other login (e.g. 'lsof -i :{ports[0]}' shows who)"
+    )
 
 
 async def test_success_page_and_security_headers() -> None:
