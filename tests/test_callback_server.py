@@ -183,9 +183,24 @@ async def test_falls_back_to_the_next_loopback_address_that_can_be_bound() -> No
 
 async def test_no_bindable_loopback_is_a_clear_error() -> None:
     """When no address can be bound, the error lists what was tried."""
-    with pytest.raises(CallbackServerError, match=r"192\.0\.2\.1"):
-        async with CallbackServer(accept, hosts=("192.0.2.1",)):
+    with pytest.raises(CallbackServerError) as caught:
+        async with CallbackServer(accept, hosts=("192.0.2.1", "198.51.100.1")):
             pass  # pragma: no cover
+    assert str(caught.value) == (
+        "no loopback address can be bound here (tried 192.0.2.1, 198.51.100.1)"
+    )
+
+
+async def test_an_ipv6_loopback_is_probed_as_ipv6() -> None:
+    """Where IPv6 loopback exists, hosts=("::1",) serves on it (probed with an IPv6
+    socket); where it does not, the error names it (the test runs either way)."""
+    if not ipv6_loopback():
+        with pytest.raises(CallbackServerError, match=r"tried ::1"):
+            async with CallbackServer(accept, hosts=("::1",)):
+                pass  # pragma: no cover
+        return
+    async with CallbackServer(accept, hosts=("::1",), success_grace=0) as server:
+        assert server.host == "::1"
 
 
 async def test_a_stray_success_request_neither_ends_nor_spoils_the_wait() -> None:

@@ -28,6 +28,7 @@ from vandamme_oauth import (
     TokenManager,
 )
 from vandamme_oauth._times import MAX_LIFETIME
+from vandamme_oauth._token_manager import _poll
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -1208,3 +1209,38 @@ async def test_the_refresh_task_is_named_for_debugging(
         assert f"vandamme-oauth refresh {m!r}" in names
         endpoint.gate.set()
         await waiter
+
+
+class ScriptedReads:
+    """A storage whose reads return a script of logins (or raise StorageError), and then
+    the last one forever; it counts reads."""
+
+    def __init__(self, *script: AuthData | StorageError | None) -> None:
+        self.script = list(script)
+        self.reads = 0
+
+    async def read_auth(self) -> AuthData | None:
+        self.reads += 1
+        item = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(item, StorageError):
+            raise item
+        return item
+
+
+async def test_the_poll_yields_once_per_change_and_rides_out_read_errors(
+    clock: FakeClock,
+) -> None:
+    """For backends that cannot notify, the poll compares readings: it yields on a change
+    only (not on every tick), again only on the next change, and a failed read (first or
+    later) is skipped, not the end of watching."""
+    a, b, c = login(clock, token="A"), login(clock, token="B"), login(clock, token="C")
+    error = StorageError("unreachable")
+    storage = ScriptedReads(error, a, a, error, a, b, b, b, c)
+    changes = _poll(storage, 0.0)  # type: ignore[arg-type]
+    await anext(changes)  # the first reading failed: a is a change from nothing known
+    assert storage.reads == 2
+    await anext(changes)  # a, a, error, a, then b
+    assert storage.reads == 6
+    await anext(changes)  # b, b, then c
+    assert storage.reads == 9
+    await changes.aclose()
