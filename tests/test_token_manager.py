@@ -1244,3 +1244,44 @@ async def test_the_poll_yields_once_per_change_and_rides_out_read_errors(
     await anext(changes)  # b, b, then c
     assert storage.reads == 9
     await changes.aclose()
+
+
+async def test_a_success_resets_the_backoff_even_without_rotation(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A provider that keeps the refresh token: after fail, succeed, fail the pause is
+    1 s again; the success itself (not a new refresh token) lifted the backoff."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        endpoint.fail = (503, {"error": "temporarily_unavailable"})
+        clock.advance(3600 - 100)
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        clock.advance(1)
+        endpoint.answer = httpx.Response(
+            200, json={"access_token": "AT-same-rt", "expires_in": 3600}
+        )
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert await m.get_access_token() == "AT-same-rt"
+        assert await stored_refresh_token(storage) == "RT0"  # not rotated
+        assert state(m) is ManagerState.FRESH
+        endpoint.answer = None
+        clock.advance(3600 - 100)
+        assert await m.get_access_token() == "AT-same-rt"
+        await settled(m)
+        clock.advance(0.999)
+        assert state(m) is ManagerState.BACKING_OFF
+        clock.advance(0.001)
+        assert state(m) is not ManagerState.BACKING_OFF
+    assert endpoint.calls == 3
+
+
+async def test_the_poll_takes_a_first_reading_before_it_compares(clock: FakeClock) -> None:
+    """The poll's first reading is its reference: an unchanged login yields nothing."""
+    a, b = login(clock, token="A"), login(clock, token="B")
+    storage = ScriptedReads(a, a, b)
+    changes = _poll(storage, 0.0)  # type: ignore[arg-type]
+    await anext(changes)
+    assert storage.reads == 3
+    await changes.aclose()
