@@ -1124,36 +1124,6 @@ async def test_a_short_token_waits_only_in_the_last_tenth_of_its_life(
     assert endpoint.calls == 1
 
 
-async def test_a_success_resets_the_backoff(
-    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
-) -> None:
-    """Fail, succeed, fail: the second failure backs off 1 s again (not 2 s), and the
-    success lifted the pause (a refresh due later is made)."""
-    storage = InMemoryAuthStorage(login(clock))
-    async with no_watch_manager(storage, clock, http) as m:
-        endpoint.fail = (503, {"error": "temporarily_unavailable"})
-        clock.advance(3600 - 100)
-        assert await m.get_access_token() == "AT0"
-        await settled(m)
-        assert state(m) is ManagerState.BACKING_OFF
-        endpoint.fail = None
-        clock.advance(1)
-        assert await m.get_access_token() == "AT0"
-        await settled(m)
-        assert await m.get_access_token() == "AT2"
-        assert state(m) is ManagerState.FRESH
-        endpoint.fail = (503, {"error": "temporarily_unavailable"})
-        clock.advance(3600 - 100)
-        assert await m.get_access_token() == "AT2"
-        await settled(m)
-        assert state(m) is ManagerState.BACKING_OFF
-        clock.advance(0.999)
-        assert state(m) is ManagerState.BACKING_OFF
-        clock.advance(0.001)
-        assert state(m) is not ManagerState.BACKING_OFF  # 1 s, counted from the failure
-    assert endpoint.calls == 3
-
-
 async def test_the_retry_policy_reaches_the_token_client(clock: FakeClock) -> None:
     """The manager's retry policy is the one its requests use: a refresh that cannot even
     connect is tried exactly ``attempts`` times (it was never sent, so retrying is safe)."""
@@ -1246,34 +1216,37 @@ async def test_the_poll_yields_once_per_change_and_rides_out_read_errors(
     await changes.aclose()
 
 
-async def test_a_success_resets_the_backoff_even_without_rotation(
-    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+@pytest.mark.parametrize("rotates", [True, False], ids=["rotating", "same-refresh-token"])
+async def test_a_success_resets_the_backoff(
+    rotates: bool, clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
 ) -> None:
-    """A provider that keeps the refresh token: after fail, succeed, fail the pause is
-    1 s again; the success itself (not a new refresh token) lifted the backoff."""
+    """Fail, succeed, fail: the second failure backs off 1 s again (not 2 s), and the
+    success lifted the pause, whether the provider rotates the refresh token or keeps it
+    (so it is the success, not a new refresh token, that resets the backoff)."""
     storage = InMemoryAuthStorage(login(clock))
+    kept = httpx.Response(200, json={"access_token": "AT-kept-rt", "expires_in": 3600})
     async with no_watch_manager(storage, clock, http) as m:
         endpoint.fail = (503, {"error": "temporarily_unavailable"})
         clock.advance(3600 - 100)
         assert await m.get_access_token() == "AT0"
         await settled(m)
+        assert state(m) is ManagerState.BACKING_OFF
+        endpoint.fail, endpoint.answer = None, None if rotates else kept
         clock.advance(1)
-        endpoint.answer = httpx.Response(
-            200, json={"access_token": "AT-same-rt", "expires_in": 3600}
-        )
         assert await m.get_access_token() == "AT0"
         await settled(m)
-        assert await m.get_access_token() == "AT-same-rt"
-        assert await stored_refresh_token(storage) == "RT0"  # not rotated
+        token = await m.get_access_token()
+        assert token == ("AT2" if rotates else "AT-kept-rt")
+        assert await stored_refresh_token(storage) == ("RT2" if rotates else "RT0")
         assert state(m) is ManagerState.FRESH
-        endpoint.answer = None
+        endpoint.fail, endpoint.answer = (503, {"error": "temporarily_unavailable"}), None
         clock.advance(3600 - 100)
-        assert await m.get_access_token() == "AT-same-rt"
+        assert await m.get_access_token() == token
         await settled(m)
         clock.advance(0.999)
         assert state(m) is ManagerState.BACKING_OFF
         clock.advance(0.001)
-        assert state(m) is not ManagerState.BACKING_OFF
+        assert state(m) is not ManagerState.BACKING_OFF  # 1 s, counted from the failure
     assert endpoint.calls == 3
 
 

@@ -20,11 +20,19 @@ from vandamme_oauth import FileSystemAuthStorage, StorageError
 from vandamme_oauth.storage import default_home, list_logins
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
     from pathlib import Path
 
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
+
+
+async def storage_error(call: Awaitable[object]) -> str:
+    """The message of the StorageError that awaiting ``call`` raises."""
+    with pytest.raises(StorageError) as caught:
+        await call
+    return str(caught.value)
 
 
 async def test_files_are_private(tmp_path: Path) -> None:
@@ -387,9 +395,7 @@ async def test_file_storage_messages_say_what_to_do(tmp_path: Path) -> None:
     created, a lock held too long."""
     storage = FileSystemAuthStorage(tmp_path, "p")
     storage.path.write_bytes(b"{")
-    with pytest.raises(StorageError) as corrupt:
-        await storage.read_auth()
-    assert str(corrupt.value) == (
+    assert await storage_error(storage.read_auth()) == (
         f"the auth file {storage.path} is unreadable (not valid JSON); it was left untouched: "
         "log in again to replace it, or restore it from a backup"
     )
@@ -470,18 +476,15 @@ async def test_a_symlinked_lock_alone_is_refused_before_the_login(tmp_path: Path
     storage = FileSystemAuthStorage(tmp_path / "home", "p")
     await storage.ensure_home()
     storage.lock_path.symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(StorageError) as caught:
-        await storage.ensure_home()
-    assert str(caught.value) == (
+    assert await storage_error(storage.ensure_home()) == (
         f"{storage.path} or its lock file is a symbolic link; remove it, or pick another "
         "folder with --home"
     )
     shared = tmp_path / "shared"
     shared.mkdir()
     shared.chmod(0o777)
-    with pytest.raises(StorageError) as caught:
-        await FileSystemAuthStorage(shared, "p").ensure_home()
-    assert str(caught.value).endswith(f"or run 'chmod go-w {shared}'")
+    message = await storage_error(FileSystemAuthStorage(shared, "p").ensure_home())
+    assert message.endswith(f"or run 'chmod go-w {shared}'")
 
 
 async def test_filesystem_errors_name_the_path_and_the_reason(tmp_path: Path) -> None:
@@ -489,17 +492,15 @@ async def test_filesystem_errors_name_the_path_and_the_reason(tmp_path: Path) ->
     with a StorageError naming the path and the system's reason; no temp file remains."""
     storage = FileSystemAuthStorage(tmp_path, "p")
     storage.path.mkdir()
-    with pytest.raises(StorageError) as caught:
-        await storage.read_auth()
-    assert str(caught.value) == f"cannot read {storage.path}: Is a directory"
-    with pytest.raises(StorageError) as caught:
-        await storage.write_auth(LOGIN)
-    assert str(caught.value) == (
+    assert await storage_error(storage.read_auth()) == (
+        f"cannot read {storage.path}: Is a directory"
+    )
+    assert await storage_error(storage.write_auth(LOGIN)) == (
         f"cannot write {storage.path}: Is a directory; the previous login is unchanged"
     )
-    with pytest.raises(StorageError) as caught:
-        await storage.clear_auth()
-    assert str(caught.value) == f"cannot delete {storage.path}: Is a directory"
+    assert await storage_error(storage.clear_auth()) == (
+        f"cannot delete {storage.path}: Is a directory"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.json"]
 
 
