@@ -108,6 +108,14 @@ def bench(session: nox.Session) -> None:
 def mutation(session: nox.Session) -> None:
     """mutmut over the modules that carry the promises (not a default session). The last
     line printed is `mutation score: KILLED/TOTAL killed (P%)`."""
-    session.install("-e", ".", *nox.project.dependency_groups(PYPROJECT, "tests"), "mutmut>=3.3")
+    # pytest-timeout turns a mutant that makes a test wait forever (a lock never released, a
+    # version never bumped) into a failing test within seconds instead of mutmut's long timeout.
+    session.install(
+        "-e",
+        ".",
+        *nox.project.dependency_groups(PYPROJECT, "tests"),
+        "mutmut>=3.3",
+        "pytest-timeout>=2.3",
+    )
     session.run("mutmut", "run", *session.posargs, success_codes=[0, 1])
     session.run("python", "scripts/mutation_score.py")

@@ -1245,3 +1245,94 @@ async def test_the_poll_takes_a_first_reading_before_it_compares(clock: FakeCloc
     await anext(changes)
     assert storage.reads == 3
     await changes.aclose()
+
+
+# -- the watcher never adopts a reading older than what the manager holds ----------------------
+
+
+class HookedReads(InMemoryAuthStorage):
+    """In-memory storage that runs ``during_read`` (once) between taking its reading and
+    returning it: what a slow backend lets happen while a read is in flight."""
+
+    def __init__(self, initial: AuthData) -> None:
+        super().__init__(initial)
+        self.during_read: Callable[[], None] | None = None
+
+    async def read_auth(self) -> AuthData | None:
+        reading = await super().read_auth()
+        hook, self.during_read = self.during_read, None
+        if hook is not None:
+            hook()
+        return reading
+
+
+async def test_the_watcher_looks_at_storage_only_after_the_refresh_in_flight(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A change noticed while a refresh runs is handled after the refresh has ended (the
+    refresh re-reads storage itself): the watcher does not read storage meanwhile."""
+    storage = CountingStorage(login(clock))
+    endpoint.gate.clear()
+    async with no_watch_manager(storage, clock, http) as m:
+        refresh = asyncio.create_task(m.refresh())
+        await endpoint.arrived.wait()
+        reads = storage.reads
+        changed = asyncio.create_task(m._storage_changed())
+        await asyncio.sleep(0)  # one turn: the watcher runs up to its first suspension
+        assert not changed.done()
+        assert storage.reads == reads
+        endpoint.gate.set()
+        await changed
+        assert storage.reads == reads + 1
+        assert (await refresh).access_token == "AT1"
+        assert m._token == "AT1"
+
+
+async def test_the_watcher_drops_a_reading_the_manager_moved_past_while_it_read(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """While the watcher's read is in flight the manager adopts a newer login: the older
+    reading that then arrives is not adopted over it."""
+    storage = HookedReads(login(clock, token="STALE"))
+    newer = login(clock, token="NEWER")
+    async with no_watch_manager(storage, clock, http) as m:
+        storage.during_read = lambda: m._adopt(newer)
+        await m._storage_changed()
+        assert m._token == "NEWER"
+        await m._storage_changed()  # a reading taken after the change is adopted
+        assert m._token == "STALE"
+    assert endpoint.calls == 0
+
+
+async def test_the_watcher_leaves_storage_to_a_refresh_that_started_while_it_read(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A refresh that starts while the watcher reads will read storage itself: the
+    watcher's reading is not adopted (the refresh decides)."""
+    storage = HookedReads(login(clock, token="STORED"))
+    endpoint.gate.clear()
+    async with no_watch_manager(storage, clock, http) as m:
+        m._adopt(login(clock, token="HELD"))
+        storage.during_read = m._start_refresh
+        await m._storage_changed()
+        assert m._token == "HELD"
+        assert m._task is not None
+        endpoint.gate.set()
+        await settled(m)
+
+
+async def test_the_watcher_never_replaces_a_login_held_for_an_outage(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A refreshed login that storage refused is held in memory: the watcher's reading of
+    the older stored login must not replace it (the refresh token it holds is spent)."""
+    storage = ExplodingStorage(login(clock))
+    storage.error = StorageError("unreachable")
+    clock.advance(3601)
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT1"
+        await m._storage_changed()
+        assert m._token == "AT1"
+        assert m._unsaved is not None
+        storage.error = None
+    await assert_rotated_once(storage, endpoint)
