@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from harness.redis_server import RedisServer
 from tests.conftest import FakeClock
@@ -111,17 +113,29 @@ async def test_lock_has_a_ttl_and_is_released(
     assert await raw.exists(a.lock_key) == 0
 
 
-async def test_unreachable_redis_is_a_storage_error(key: str) -> None:
-    """Connection refused on every operation becomes StorageError naming the key."""
+async def test_unreachable_redis_is_a_storage_error_saying_what_failed(key: str) -> None:
+    """Connection refused on every operation becomes one StorageError line that says what
+    could not be done, to which login, and why (the Redis error stays its cause)."""
     storage = RedisAuthStorage.from_url("redis://127.0.0.1:9/0", key=key)
+
+    async def lock() -> None:
+        async with storage.lock():
+            pass  # pragma: no cover
+
+    calls = {
+        "read": storage.read_auth,
+        "write": lambda: storage.write_auth(LOGIN),
+        "delete": storage.clear_auth,
+        "lock": lock,
+    }
     try:
-        with pytest.raises(StorageError, match=key):
-            await storage.read_auth()
-        with pytest.raises(StorageError):
-            await storage.write_auth(LOGIN)
-        with pytest.raises(StorageError):
-            async with storage.lock():
-                pass  # pragma: no cover
+        for doing, call in calls.items():
+            with pytest.raises(StorageError) as caught:
+                await call()
+            prefix = f"cannot {doing} the login {key!r} in Redis: ConnectionError: "
+            assert str(caught.value).startswith(prefix), str(caught.value)
+            assert "\n" not in str(caught.value)
+            assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
     finally:
         await storage.aclose()
 
@@ -132,8 +146,9 @@ async def test_corrupt_value_is_a_storage_error(
     """A value that is not our JSON raises StorageError and is left in place."""
     a, _ = pair
     await raw.hset(a.data_key, mapping={"data": "{oops", "version": 1})
-    with pytest.raises(StorageError, match="unreadable"):
+    with pytest.raises(StorageError, match="unreadable") as caught:
         await a.read_auth()
+    assert f"Redis key {a.data_key!r}" in str(caught.value)
     assert await raw.hget(a.data_key, "data") == b"{oops"
 
 
@@ -177,11 +192,91 @@ def test_keys_of_one_login_share_a_hash_tag() -> None:
     )
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "", "mysql://x"])
-def test_from_url_refuses_what_is_not_a_redis_url(url: str) -> None:
-    """Every bad URL is a ValidationError naming the accepted schemes."""
-    with pytest.raises(ValidationError, match="redis://"):
+@pytest.mark.parametrize(
+    ("url", "named"),
+    [
+        ("http://127.0.0.1:6379", "'http'"),
+        ("127.0.0.1:6379", "'127.0.0.1:6379'"),
+        ("", "''"),
+        ("mysql://x", "'mysql'"),
+        ("redis+sentinel://h/0", "'redis+sentinel'"),
+    ],
+)
+def test_from_url_refuses_what_is_not_a_redis_url(url: str, named: str) -> None:
+    """Every bad URL is a ValidationError naming what was given and the accepted schemes."""
+    with pytest.raises(ValidationError) as caught:
         RedisAuthStorage.from_url(url, key="k")
+    assert str(caught.value) == (
+        f"not a Redis URL: {named}; use redis://host:port/db, rediss:// (TLS) or unix:///path"
+    )
+
+
+def client_options(storage: RedisAuthStorage) -> dict[str, Any]:
+    """The connection options of the client ``from_url()`` built."""
+    client = storage._client
+    assert isinstance(client, aioredis.Redis)
+    return dict(client.connection_pool.connection_kwargs)
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:9/0", "REDIS://127.0.0.1:9", "rediss://127.0.0.1:9", "unix:///x.sock"],
+)
+async def test_from_url_accepts_every_redis_scheme_with_documented_defaults(url: str) -> None:
+    """redis, rediss and unix URLs (any case) build a storage without connecting; the
+    client gets a 10 s socket timeout and a 5 s connect timeout unless given others, and
+    lock_ttl / lock_timeout go to the storage, not the client."""
+    storage = RedisAuthStorage.from_url(url, key="k", lock_ttl=7, lock_timeout=9)
+    options = client_options(storage)
+    assert (options["socket_timeout"], options["socket_connect_timeout"]) == (10.0, 5.0)
+    assert (storage.lock_ttl, storage.lock_timeout) == (7, 9)
+    await storage.aclose()
+    mine = RedisAuthStorage.from_url(url, key="k", socket_timeout=1.5, socket_connect_timeout=2)
+    options = client_options(mine)
+    assert (options["socket_timeout"], options["socket_connect_timeout"]) == (1.5, 2)
+    assert (mine.lock_ttl, mine.lock_timeout) == (30.0, 60.0)
+    await mine.aclose()
+
+
+def test_a_bad_url_or_an_empty_key_is_a_validation_error() -> None:
+    """A URL redis-py cannot parse, and an empty key, are typed errors saying so."""
+    with pytest.raises(ValidationError, match=r"^bad Redis URL: "):
+        RedisAuthStorage.from_url("redis://127.0.0.1:notaport/0", key="k")
+    with pytest.raises(ValidationError) as caught:
+        RedisAuthStorage.from_url("redis://127.0.0.1:9/0", key="")
+    assert str(caught.value) == "RedisAuthStorage needs a non-empty key"
+
+
+async def test_a_client_we_were_given_is_not_closed_by_us(
+    redis_server: RedisServer, key: str
+) -> None:
+    """aclose() closes only a client that from_url() built, never the caller's own."""
+
+    class Client(aioredis.Redis):
+        closes = 0
+
+        async def aclose(self, close_connection_pool: bool | None = None) -> None:
+            self.closes += 1
+            await super().aclose(close_connection_pool)
+
+    client = Client.from_url(redis_server.url)
+    assert isinstance(client, Client)
+    storage = RedisAuthStorage(client, key=key)
+    await storage.write_auth(LOGIN)
+    await storage.aclose()
+    assert client.closes == 0
+    await client.aclose()
+    built = RedisAuthStorage.from_url(redis_server.url, key=key)
+    closed = built._client.aclose
+    calls: list[bool] = []
+
+    async def spy() -> None:
+        calls.append(True)
+        await closed()
+
+    built._client.aclose = spy  # type: ignore[method-assign]
+    await built.aclose()
+    assert calls == [True]
 
 
 async def test_cancelled_lock_users_never_leave_the_lock_taken(
@@ -320,20 +415,176 @@ async def test_a_held_lock_is_renewed_and_a_lost_one_is_noticed(
     """While held, the lock's TTL is renewed (every third of lock_ttl); if the key was
     taken over meanwhile, the holder stops renewing and says so."""
     a, _ = pair
-    a.lock_ttl = 0.3
+    a.lock_ttl = 1.5
     said = _Said("expired while held")
     logger = logging.getLogger("vandamme_oauth.storage._redis")
     logger.addHandler(said)
     try:
         async with a.lock():
-            lowest = await raw.pttl(a.lock_key)
-            async with asyncio.timeout(10):  # a hang guard; each look is a Redis round trip
-                while (ttl := await raw.pttl(a.lock_key)) <= lowest:
-                    lowest = ttl
-            assert 0 < ttl <= 300  # renewed, to at most lock_ttl
+            for _ in range(2):  # renewed, and renewed again
+                lowest = await raw.pttl(a.lock_key)
+                async with asyncio.timeout(10):  # a hang guard; each look is a round trip
+                    while (ttl := await raw.pttl(a.lock_key)) <= lowest:
+                        lowest = ttl
+                assert 0 < ttl <= 1500  # to at most lock_ttl
+            assert not said.event.is_set()
             await raw.set(a.lock_key, "someone-else", px=60_000)
             async with asyncio.timeout(10):
                 await said.event.wait()
     finally:
         logger.removeHandler(said)
     assert await raw.get(a.lock_key) == b"someone-else"
+
+
+def count_refusals(storage: RedisAuthStorage) -> list[asyncio.Event]:
+    """Events set at the first and the second time ``storage`` finds the lock taken."""
+    refused = [asyncio.Event(), asyncio.Event()]
+    attempt = storage._try_acquire
+
+    async def spy(token: str, ttl_ms: int) -> bool:
+        taken = await attempt(token, ttl_ms)
+        if not taken:
+            next((e for e in refused if not e.is_set()), refused[-1]).set()
+        return taken
+
+    storage._try_acquire = spy  # type: ignore[method-assign]
+    return refused
+
+
+async def test_a_lock_waiter_keeps_waiting_until_the_holder_releases(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """B finds the lock taken, and taken again at its next try: it is still outside. Only
+    A's release lets it in."""
+    a, b = pair
+    refused = count_refusals(b)
+    inside: list[str] = []
+
+    async def waiter() -> None:
+        async with b.lock():
+            inside.append("b")
+
+    async with a.lock():
+        waiting = asyncio.create_task(waiter())
+        entered_or_refused = asyncio.ensure_future(refused[1].wait())
+        await asyncio.wait({waiting, entered_or_refused}, return_when=asyncio.FIRST_COMPLETED)
+        assert refused[1].is_set()
+        assert inside == []
+    await waiting
+    assert inside == ["b"]
+
+
+async def test_a_lock_held_past_lock_timeout_is_a_storage_error_saying_so(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """B gives up after lock_timeout with one line naming the lock; A still holds it."""
+    a, b = pair
+    b.lock_timeout = 0.2
+    async with a.lock():
+        with pytest.raises(StorageError) as caught:
+            async with b.lock():
+                pass  # pragma: no cover
+        assert str(caught.value) == (
+            f"the refresh lock {b.lock_key!r} stayed taken for over 0.2 s; "
+            "is another host's refresh hanging?"
+        )
+        assert a._held.get() is not None
+
+
+async def test_redis_lost_while_waiting_for_the_lock_is_a_storage_error(
+    tmp_path: Path, key: str
+) -> None:
+    """Redis goes away while B waits for A's lock: B's lock() raises StorageError (it does
+    not wait out lock_timeout, and does not get in)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    a = RedisAuthStorage.from_url(server.url, key=key)
+    b = RedisAuthStorage.from_url(server.url, key=key, lock_timeout=600)
+    refused = count_refusals(b)
+
+    async def waiter() -> None:
+        async with b.lock():
+            pass  # pragma: no cover
+
+    try:
+        async with a.lock():
+            waiting = asyncio.create_task(waiter())
+            await refused[0].wait()
+            server.stop()
+            with pytest.raises(StorageError) as caught:
+                await waiting
+            prefix = f"cannot lock the login {key!r} in Redis: ConnectionError: "
+            assert str(caught.value).startswith(prefix), str(caught.value)
+    finally:
+        await a.aclose()
+        await b.aclose()
+        server.stop()
+
+
+async def test_writes_under_the_lock_are_fenced_against_what_the_holder_saw(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage], key: str, redis_server: RedisServer
+) -> None:
+    """Under one lock on a login never stored: a first login can be written after reading
+    nothing, and again (each write moves the fence along); a first write without any read
+    also goes through (nothing was there to be newer)."""
+    a, _ = pair
+    first, second = LOGIN, LOGIN.replace(access_token="AT2")
+    async with a.lock():
+        assert await a.read_auth() is None
+        await a.write_auth(first)
+        await a.write_auth(second)
+    assert await a.read_auth() == second
+    blind = RedisAuthStorage.from_url(redis_server.url, key=f"{key}:blind")
+    try:
+        async with blind.lock():
+            await blind.write_auth(first)
+        assert await blind.read_auth() == first
+    finally:
+        await blind.aclose()
+
+
+async def test_changes_wake_on_messages_and_look_at_the_version_every_ten_quiet_intervals(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage], raw: aioredis.Redis
+) -> None:
+    """The watcher's rhythm: its first look at ``version`` is only a reference; then it
+    waits for a message one interval at a time and looks at the version after every ten
+    quiet intervals (a change whose message was lost is found there); a message makes it
+    look at once. It yields only when the version changed."""
+    a, b = pair
+    seen: list[str] = []
+    looked = [asyncio.Event(), asyncio.Event()]
+    version, next_message = a._version, a._next_message
+
+    async def spy_version() -> int | None:
+        value = await version()
+        seen.append("version")
+        next((e for e in looked if not e.is_set()), looked[-1]).set()
+        return value
+
+    async def spy_next_message(pubsub: object, timeout: float) -> dict[str, object] | None:
+        message = await next_message(pubsub, timeout)
+        seen.append("quiet" if message is None else "message")
+        return message
+
+    a._version = spy_version  # type: ignore[method-assign]
+    a._next_message = spy_next_message  # type: ignore[method-assign]
+    changes = a.changes(interval=0.01)
+    first = asyncio.ensure_future(anext(changes))
+    try:
+        await looked[1].wait()  # the reference, then a look after ten quiet intervals
+        assert not first.done()
+        await raw.hincrby(a.data_key, "version", 1)  # a change nobody announced
+        await first
+        looks = [i for i, what in enumerate(seen) if what == "version"]
+        assert looks[0] == 0
+        assert all(later - earlier == 11 for earlier, later in itertools.pairwise(looks))
+        assert set(seen) == {"version", "quiet"}
+        seen.clear()
+        await b.write_auth(LOGIN)  # announced: found without waiting for the slow look
+        await anext(changes)
+        assert seen[-2:] == ["message", "version"]
+        assert set(seen[:-2]) <= {"quiet"}
+        assert len(seen) < 12
+    finally:
+        first.cancel()
+        await changes.aclose()

@@ -400,10 +400,7 @@ class RedisAuthStorage:
         # so a short poll remains).
         pubsub = self._client.pubsub()
         try:
-            try:
-                await self._subscribe(pubsub)
-            except redis.exceptions.RedisError as exc:
-                raise self._error(exc, "lock") from exc
+            await self._subscribe(pubsub)
             while not await self._try_acquire(token, ttl_ms):
                 waited = time.monotonic() - started
                 if waited > self.lock_timeout:
@@ -411,14 +408,13 @@ class RedisAuthStorage:
                         f"the refresh lock {self.lock_key!r} stayed taken for over "
                         f"{self.lock_timeout:g} s; is another host's refresh hanging?"
                     )
-                try:
-                    await self._next_message(
-                        pubsub, min(_WAKE_FALLBACK, self.lock_timeout - waited + 0.001)
-                    )
-                except redis.exceptions.RedisError as exc:
-                    _check_cancelled()
-                    raise self._error(exc, "lock") from exc
+                await self._next_message(
+                    pubsub, min(_WAKE_FALLBACK, self.lock_timeout - waited + 0.001)
+                )
                 _check_cancelled()  # see changes()
+        except redis.exceptions.RedisError as exc:  # subscribing or listening
+            _check_cancelled()
+            raise self._error(exc, "lock") from exc
         finally:
             with contextlib.suppress(redis.exceptions.RedisError):
                 await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
