@@ -106,6 +106,19 @@ async def test_busy_port_is_freed_by_cancelling_our_stale_login() -> None:
     await owner
 
 
+async def test_the_cancel_handshake_never_goes_through_a_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Proxy variables in the environment (a corporate proxy, here a dead one) do not
+    reroute the loopback /cancel request: the stale login is still reached and stopped."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, dead)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    await test_busy_port_is_freed_by_cancelling_our_stale_login()
+
+
 async def test_busy_port_that_ignores_cancel_falls_back_to_the_next() -> None:
     """A foreign listener that ignores /cancel makes us use the second port."""
     first, second = free_port(), free_port()
