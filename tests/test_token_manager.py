@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -1336,3 +1337,21 @@ async def test_the_watcher_never_replaces_a_login_held_for_an_outage(
         assert m._unsaved is not None
         storage.error = None
     await assert_rotated_once(storage, endpoint)
+
+
+async def test_a_manager_dropped_without_aclose_stops_its_watcher(
+    clock: FakeClock, http: httpx.AsyncClient
+) -> None:
+    """Forgetting ``aclose()`` leaks no task: when the manager is collected its watcher
+    (named for debugging) ends, with no storage change needed to notice."""
+    storage = InMemoryAuthStorage(login(clock))
+    m = manager(storage, clock, http)
+    assert await m.get_access_token() == "AT0"
+    watcher = m._watcher
+    assert watcher is not None
+    assert watcher.get_name() == f"vandamme-oauth watcher {m!r}"
+    del m
+    gc.collect()
+    async with asyncio.timeout(10):  # a hang guard: without the finalizer it waits forever
+        await asyncio.wait({watcher})
+    assert watcher.cancelled()
