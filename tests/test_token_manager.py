@@ -32,7 +32,7 @@ from vandamme_oauth._times import MAX_LIFETIME
 from vandamme_oauth._token_manager import _poll
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+    from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine
 
     from tests.conftest import FakeClock
 
@@ -522,11 +522,14 @@ async def test_aclose_waits_for_the_refresh_in_flight_to_be_stored(
     m = manager(storage, clock, http)
     assert await m.get_access_token() == "AT0"  # starts the refresh ahead
     await endpoint.arrived.wait()
+    watcher = m._watcher
+    assert watcher is not None
     closing = asyncio.create_task(m.aclose())
     endpoint.gate.set()
     await closing
     assert await stored_refresh_token(storage) == "RT1"
     assert m._task is None
+    assert watcher.done()  # no task of the manager outlives aclose()
 
 
 async def test_aclose_gives_up_on_a_hung_refresh_after_close_timeout(
@@ -541,8 +544,11 @@ async def test_aclose_gives_up_on_a_hung_refresh_after_close_timeout(
     m = manager(storage, clock, http, close_timeout=0.01)
     assert await m.get_access_token() == "AT0"
     await endpoint.arrived.wait()
+    refresh = m._task
+    assert refresh is not None
     await m.aclose()
     assert m._task is None
+    assert refresh.cancelled()
     assert await storage.read_auth() == original
     endpoint.gate.set()
 
@@ -1355,3 +1361,29 @@ async def test_a_manager_dropped_without_aclose_stops_its_watcher(
     async with asyncio.timeout(10):  # a hang guard: without the finalizer it waits forever
         await asyncio.wait({watcher})
     assert watcher.cancelled()
+
+
+async def test_aclose_waits_for_the_watcher_to_finish_its_cleanup(
+    clock: FakeClock, http: httpx.AsyncClient
+) -> None:
+    """A watcher whose storage needs a few turns to unsubscribe (as Redis does) has ended
+    when ``aclose()`` returns."""
+    cleaned: list[bool] = []
+
+    class SlowToUnsubscribe(InMemoryAuthStorage):
+        async def changes(self, *, interval: float = 0.5) -> AsyncGenerator[None, None]:
+            try:
+                async for _ in super().changes(interval=interval):
+                    yield
+            finally:
+                for _ in range(5):
+                    await asyncio.sleep(0)  # an unsubscribe's round trips
+                cleaned.append(True)
+
+    m = manager(SlowToUnsubscribe(login(clock)), clock, http)
+    assert await m.get_access_token() == "AT0"
+    watcher = m._watcher
+    assert watcher is not None
+    await m.aclose()
+    assert watcher.done()
+    assert cleaned == [True]
