@@ -588,3 +588,30 @@ async def test_changes_wake_on_messages_and_look_at_the_version_every_ten_quiet_
     finally:
         first.cancel()
         await changes.aclose()
+
+
+async def test_a_cancelled_watcher_stops_while_it_listens(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """Cancelling a task that iterates ``changes()`` ends it, whether the cancellation
+    lands while it waits for a message (redis-py may swallow it there) or elsewhere; the
+    subscription is closed."""
+    a, _ = pair
+    listening = asyncio.Event()
+    next_message = a._next_message
+
+    async def spy(pubsub: object, timeout: float) -> dict[str, object] | None:
+        listening.set()
+        return await next_message(pubsub, timeout)
+
+    a._next_message = spy  # type: ignore[method-assign]
+    for turns in range(4):
+        listening.clear()
+        watcher = asyncio.ensure_future(anext(a.changes(interval=0.05)))
+        await listening.wait()
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        watcher.cancel()
+        async with asyncio.timeout(10):  # a hang guard: a swallowed cancel never ends
+            await asyncio.wait({watcher})
+        assert watcher.cancelled()
