@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import signal
 import socket
 from typing import TYPE_CHECKING
 
@@ -506,3 +508,21 @@ def test_documented_defaults() -> None:
         "success_grace": 2.0,
         "exchange_timeout": 60.0,
     }
+
+
+async def test_no_access_log_and_no_signal_handlers(caplog: pytest.LogCaptureFixture) -> None:
+    """Callback URLs carry codes, so aiohttp's access log records nothing; and the server
+    leaves Ctrl-C to the program (it installs no signal handler of its own)."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    caplog.set_level(logging.DEBUG, logger="aiohttp.access")
+    async with CallbackServer(accept, success_grace=5) as server:
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+        async with httpx.AsyncClient(trust_env=False) as client:
+            await client.get(
+                f"http://127.0.0.1:{server.port}/auth/callback",
+                params={"state": "s", "code": "the-secret-code"},
+                follow_redirects=True,
+            )
+        assert await server.wait(5) is AUTH
+    assert [r for r in caplog.records if r.name == "aiohttp.access"] == []
+    assert "the-secret-code" not in caplog.text
