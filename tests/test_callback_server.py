@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -526,3 +527,19 @@ async def test_no_access_log_and_no_signal_handlers(caplog: pytest.LogCaptureFix
         assert await server.wait(5) is AUTH
     assert [r for r in caplog.records if r.name == "aiohttp.access"] == []
     assert "the-secret-code" not in caplog.text
+
+
+async def test_an_outcome_nobody_waited_for_is_not_reported_as_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A login that failed (here: cancelled through /cancel) while nobody waited, then
+    closed: its error is not printed later as "exception was never retrieved"."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    server = CallbackServer(accept)
+    await server.start()
+    async with httpx.AsyncClient(trust_env=False) as client:
+        await client.get(f"http://127.0.0.1:{server.port}/cancel")
+    await server.close()
+    del server
+    gc.collect()
+    assert "never retrieved" not in caplog.text
