@@ -51,6 +51,11 @@ def _only_log_text(name: str) -> bool:
     return True
 
 
+def _module(name: str) -> str:
+    """The module a mutant belongs to: ``pkg.mod.xǁClassǁmethod__mutmut_3`` -> ``pkg.mod``."""
+    return name.split(".x", 1)[0]
+
+
 def main() -> int:
     out = subprocess.run(
         ["mutmut", "results", "--all", "true"], capture_output=True, text=True, check=True
@@ -70,6 +75,14 @@ def main() -> int:
             print(f"  {counted[name]}: {name}")
     for name in logs:
         print(f"  equivalent (log text only): {name}")
+    for module in sorted({_module(n) for n in counted}):
+        names = [n for n in counted if _module(n) == module and n not in logs]
+        if not names:
+            continue
+        detected = sum(counted[n] in ("killed", "timeout") for n in names)
+        print(
+            f"  {module}: {detected}/{len(names)} detected ({100.0 * detected / len(names):.1f}%)"
+        )
     raw_total = len(counted)
     raw = 100.0 * killed / raw_total if raw_total else 0.0
     print(
