@@ -26,7 +26,7 @@ from vandamme_oauth.storage import _redis as redis_storage
 from vandamme_oauth.storage._redis import login_keys
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
 
@@ -543,51 +543,120 @@ async def test_writes_under_the_lock_are_fenced_against_what_the_holder_saw(
         await blind.aclose()
 
 
-async def test_changes_wake_on_messages_and_look_at_the_version_every_ten_quiet_intervals(
-    pair: tuple[RedisAuthStorage, RedisAuthStorage], raw: aioredis.Redis
-) -> None:
-    """The watcher's rhythm: its first look at ``version`` is only a reference; then it
+class Watched:
+    """A spy on one storage's watcher: what ``changes()`` does, in order (``subscribe``,
+    ``quiet`` or ``message`` for each wait for a message, ``version`` for each look at the
+    version, ``error`` for a failure injected with `fail_next`)."""
+
+    def __init__(self, storage: RedisAuthStorage) -> None:
+        self.seen: list[str] = []
+        self.fail_next = False
+        self._recorded = asyncio.Event()
+        version, next_message, subscribe = (
+            storage._version,
+            storage._next_message,
+            storage._subscribe,
+        )
+
+        async def spy_version() -> int | None:
+            value = await version()
+            self._record("version")
+            return value
+
+        async def spy_next_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
+            if self.fail_next:
+                self.fail_next = False
+                self._record("error")
+                raise redis.exceptions.ConnectionError("injected: the connection dropped")
+            message = await next_message(pubsub, timeout)
+            self._record("quiet" if message is None else "message")
+            return message
+
+        async def spy_subscribe(pubsub: Any) -> None:
+            await subscribe(pubsub)
+            self._record("subscribe")
+
+        storage._version = spy_version  # type: ignore[method-assign]
+        storage._next_message = spy_next_message  # type: ignore[method-assign]
+        storage._subscribe = spy_subscribe  # type: ignore[method-assign]
+
+    def _record(self, what: str) -> None:
+        self.seen.append(what)
+        self._recorded.set()
+
+    async def until(
+        self, done: Callable[[list[str]], bool], *, unless: asyncio.Future[None]
+    ) -> None:
+        """Wait until what the watcher did satisfies ``done``, or ``unless`` (a pending
+        ``anext()``) is done: a yield that should not have happened fails at once."""
+        while not done(self.seen) and not unless.done():
+            self._recorded.clear()
+            recorded = asyncio.ensure_future(self._recorded.wait())
+            either: set[asyncio.Future[Any]] = {recorded, unless}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            recorded.cancel()
+
+    def waits_and_looks(self) -> list[str]:
+        return [what for what in self.seen if what != "subscribe"]
+
+
+async def watcher_rhythm(a: RedisAuthStorage, b: RedisAuthStorage) -> None:
+    """The watcher's rhythm: its first look at ``version`` is only a reference; it then
     waits for a message one interval at a time and looks at the version after every ten
     quiet intervals (a change whose message was lost is found there); a message makes it
-    look at once. It yields only when the version changed."""
-    a, b = pair
-    seen: list[str] = []
-    looked = [asyncio.Event(), asyncio.Event()]
-    version, next_message = a._version, a._next_message
-
-    async def spy_version() -> int | None:
-        value = await version()
-        seen.append("version")
-        next((e for e in looked if not e.is_set()), looked[-1]).set()
-        return value
-
-    async def spy_next_message(pubsub: object, timeout: float) -> dict[str, object] | None:
-        message = await next_message(pubsub, timeout)
-        seen.append("quiet" if message is None else "message")
-        return message
-
-    a._version = spy_version  # type: ignore[method-assign]
-    a._next_message = spy_next_message  # type: ignore[method-assign]
+    look at once; it yields only when the version changed since its last yield; after a
+    Redis error it looks at once and subscribes again."""
+    watched = Watched(a)
     changes = a.changes(interval=0.01)
-    first = asyncio.ensure_future(anext(changes))
+    pending = asyncio.ensure_future(anext(changes))
     try:
-        await looked[1].wait()  # the reference, then a look after ten quiet intervals
-        assert not first.done()
-        await raw.hincrby(a.data_key, "version", 1)  # a change nobody announced
-        await first
-        looks = [i for i, what in enumerate(seen) if what == "version"]
-        assert looks[0] == 0
-        assert all(later - earlier == 11 for earlier, later in itertools.pairwise(looks))
-        assert set(seen) == {"version", "quiet"}
-        seen.clear()
-        await b.write_auth(LOGIN)  # announced: found without waiting for the slow look
-        await anext(changes)
-        assert seen[-2:] == ["message", "version"]
-        assert set(seen[:-2]) <= {"quiet"}
-        assert len(seen) < 12
+        async with asyncio.timeout(30):  # a hang guard, not a measurement
+            # 1. A change nobody announced is found by the look after ten quiet intervals.
+            await watched.until(lambda seen: seen.count("version") >= 2, unless=pending)
+            assert not pending.done()  # the reference and one unchanged look: no yield
+            await a._client.hincrby(a.data_key, "version", 1)
+            await pending
+            steps = watched.waits_and_looks()
+            looks = [i for i, what in enumerate(steps) if what == "version"]
+            assert looks[0] == 0
+            assert all(later - earlier == 11 for earlier, later in itertools.pairwise(looks))
+            assert set(steps) == {"version", "quiet"}
+            assert watched.seen.count("subscribe") == 1
+            # 2. An announced change is looked at as soon as its message arrives.
+            watched.seen.clear()
+            await b.write_auth(LOGIN)
+            await anext(changes)
+            steps = watched.waits_and_looks()
+            assert steps[-2:] == ["message", "version"]
+            assert set(steps[:-2]) <= {"quiet"}
+            assert len(steps) < 12
+            # 3. Nothing changed: looks, but no yield.
+            watched.seen.clear()
+            pending = asyncio.ensure_future(anext(changes))
+            await watched.until(lambda seen: seen.count("version") >= 2, unless=pending)
+            assert not pending.done()
+            # 4. A dropped connection: a look at once, a new subscription, and messages
+            # reach the watcher again.
+            watched.seen.clear()
+            watched.fail_next = True
+            await watched.until(lambda seen: "subscribe" in seen, unless=pending)
+            dropped = watched.seen.index("error")  # a wait under way may end first
+            assert watched.seen[dropped : dropped + 3] == ["error", "version", "subscribe"]
+            assert not pending.done()
+            await b.write_auth(LOGIN.replace(access_token="AT-after-the-drop"))
+            await pending
+            assert watched.waits_and_looks()[-2:] == ["message", "version"]
     finally:
-        first.cancel()
+        pending.cancel()
+        await asyncio.wait({pending})
         await changes.aclose()
+
+
+async def test_the_watcher_wakes_on_messages_and_looks_every_ten_quiet_intervals(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """See `watcher_rhythm`."""
+    await watcher_rhythm(*pair)
 
 
 async def test_a_cancelled_watcher_stops_while_it_listens(

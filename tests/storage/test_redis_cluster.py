@@ -11,7 +11,11 @@ import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from tests.storage.test_contract import LOGIN, relogin_and_logout_reach_a_manager
-from tests.storage.test_redis import fencing_keeps_a_relogin, waiter_is_woken_by_the_release
+from tests.storage.test_redis import (
+    fencing_keeps_a_relogin,
+    waiter_is_woken_by_the_release,
+    watcher_rhythm,
+)
 from vandamme_oauth import RedisAuthStorage
 from vandamme_oauth.storage import _redis as redis_storage
 
@@ -83,3 +87,12 @@ async def test_changes_travel_as_sharded_messages_and_wake_lock_waiters(
     finally:
         await listener.aclose()
     await waiter_is_woken_by_the_release(a, b)
+
+
+async def test_the_watcher_keeps_its_rhythm_on_sharded_channels(
+    hosts: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """The same rhythm as on one server (see `watcher_rhythm`), with sharded messages."""
+    a, b = hosts
+    await a.read_auth()  # the cluster client learns the slot map on its first command
+    await watcher_rhythm(a, b)
