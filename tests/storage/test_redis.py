@@ -67,8 +67,12 @@ async def test_holder_whose_lock_expired_cannot_overwrite_a_newer_token(
         async with b.lock():
             assert await b.read_auth() == LOGIN
             await b.write_auth(newer)
-        with pytest.raises(StorageError, match="lost the refresh lock"):
+        with pytest.raises(StorageError) as caught:
             await a.write_auth(LOGIN.replace(access_token="A-AT", refresh_token="A-RT"))
+        assert str(caught.value) == (
+            f"lost the refresh lock on {a.key!r} before writing (it expired); "
+            "the newer login stored by another holder was kept"
+        )
     assert await b.read_auth() == newer
 
 
@@ -87,8 +91,11 @@ async def fencing_keeps_a_relogin(a: RedisAuthStorage, b: RedisAuthStorage) -> N
     async with a.lock():
         await a.read_auth()
         await b.write_auth(relogin)
-        with pytest.raises(StorageError, match="changed while we refreshed"):
+        with pytest.raises(StorageError) as caught:
             await a.write_auth(LOGIN.replace(access_token="A-AT"))
+        assert str(caught.value) == (
+            f"the login {a.key!r} changed while we refreshed; kept the newer one"
+        )
     assert await a.read_auth() == relogin
 
 
@@ -684,3 +691,79 @@ async def test_a_cancelled_watcher_stops_while_it_listens(
         async with asyncio.timeout(10):  # a hang guard: a swallowed cancel never ends
             await asyncio.wait({watcher})
         assert watcher.cancelled()
+
+
+async def test_a_waiter_cancelled_leaves_the_holders_lock_alone(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage], raw: aioredis.Redis
+) -> None:
+    """B is cancelled while it waits for A's lock: its clean-up release (for a SET that
+    may have reached Redis) leaves A's lock in place and, having succeeded, leaves B
+    nothing to reclaim."""
+    a, b = pair
+    refused = count_refusals(b)
+
+    async def waiter() -> None:
+        async with b.lock():
+            pass  # pragma: no cover
+
+    async with a.lock():
+        holder = await raw.get(a.lock_key)
+        waiting = asyncio.create_task(waiter())
+        await refused[0].wait()
+        waiting.cancel()
+        await asyncio.wait({waiting})
+        while b._background:
+            await asyncio.wait(set(b._background))
+        assert b._stale is None
+        assert await raw.get(a.lock_key) == holder
+    assert waiting.cancelled()
+
+
+async def test_a_dropped_connection_while_waiting_for_the_lock_is_a_storage_error(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """B waits for A's lock and its connection drops while it listens for the release:
+    one StorageError line naming the lock and the cause."""
+    a, b = pair
+    listen = b._next_message
+
+    async def dropped(pubsub: Any, timeout: float) -> dict[str, Any] | None:
+        await listen(pubsub, timeout)
+        raise redis.exceptions.ConnectionError("injected: the connection dropped")
+
+    b._next_message = dropped  # type: ignore[method-assign]
+    async with a.lock():
+        with pytest.raises(StorageError) as caught:
+            async with b.lock():
+                pass  # pragma: no cover
+    assert str(caught.value) == (
+        f"cannot lock the login {b.key!r} in Redis: ConnectionError: "
+        "injected: the connection dropped"
+    )
+    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+
+
+async def test_a_failed_renewal_is_tried_again(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage], raw: aioredis.Redis
+) -> None:
+    """A renewal that fails (a Redis hiccup) does not end renewing: the next one, a third
+    of lock_ttl later, extends the lock."""
+    a, _ = pair
+    a.lock_ttl = 1.5
+    renew = a._renew
+    failures: list[bool] = []
+
+    async def flaky(**kwargs: Any) -> Any:
+        if not failures:
+            failures.append(True)
+            raise redis.exceptions.ConnectionError("injected: a hiccup")
+        return await renew(**kwargs)
+
+    a._renew = flaky
+    async with a.lock():
+        lowest = await raw.pttl(a.lock_key)
+        async with asyncio.timeout(10):  # a hang guard; each look is a round trip
+            while (ttl := await raw.pttl(a.lock_key)) <= lowest:
+                lowest = ttl
+        assert failures == [True]
+        assert 0 < ttl <= 1500
