@@ -207,6 +207,7 @@ def test_keys_of_one_login_share_a_hash_tag() -> None:
         ("", "''"),
         ("mysql://x", "'mysql'"),
         ("redis+sentinel://h/0", "'redis+sentinel'"),
+        ("http://h/?next=redis://h", "'http'"),
     ],
 )
 def test_from_url_refuses_what_is_not_a_redis_url(url: str, named: str) -> None:
@@ -227,7 +228,13 @@ def client_options(storage: RedisAuthStorage) -> dict[str, Any]:
 
 @pytest.mark.parametrize(
     "url",
-    ["redis://127.0.0.1:9/0", "REDIS://127.0.0.1:9", "rediss://127.0.0.1:9", "unix:///x.sock"],
+    [
+        "redis://127.0.0.1:9/0",
+        "REDIS://127.0.0.1:9",
+        "rediss://127.0.0.1:9",
+        "unix:///x.sock",
+        "redis://127.0.0.1:9/0?client_name=from-http://h",
+    ],
 )
 async def test_from_url_accepts_every_redis_scheme_with_documented_defaults(url: str) -> None:
     """redis, rediss and unix URLs (any case) build a storage without connecting; the
