@@ -365,16 +365,20 @@ class FlakyStorage(InMemoryAuthStorage):
         super().__init__(initial)
         self.fail_reads = False
         self.fail_writes = False
+        self.reads = self.write_attempts = self.writes = 0  # writes: the successful ones
 
     async def read_auth(self) -> AuthData | None:
+        self.reads += 1
         if self.fail_reads:
             raise StorageError("storage unreachable")
         return await super().read_auth()
 
     async def write_auth(self, data: AuthData) -> None:
+        self.write_attempts += 1
         if self.fail_writes:
             raise StorageError("storage unreachable")
         await super().write_auth(data)
+        self.writes += 1
 
 
 async def test_storage_outage_serves_a_valid_cached_token_but_never_an_expired_one(
@@ -412,6 +416,11 @@ async def test_refreshed_login_that_cannot_be_stored_is_kept_and_stored_later(
         storage.fail_writes = False
         clock.advance(2)
         assert await m.get_access_token() == "AT1"
+        await settled(m)
+        assert storage.writes == 1  # stored, and no longer held: not written again
+        clock.advance(2)
+        assert await m.get_access_token() == "AT1"
+    assert storage.writes == 1
     stored = await storage.read_auth()
     assert stored is not None
     assert (stored.access_token, stored.refresh_token) == ("AT1", "RT1")
@@ -907,6 +916,7 @@ async def test_the_windows_start_exactly_where_documented(
         assert state(m) is ManagerState.FRESH
         clock.now = start + 3600 - 300
         assert await m.get_access_token() == "AT0"
+        assert m._task is not None  # this very call started the refresh ahead
         assert state(m) is ManagerState.REFRESHING_AHEAD
         clock.now = start + 3600 - 20 - 0.001
         assert state(m) is ManagerState.REFRESHING_AHEAD
@@ -1303,11 +1313,26 @@ async def test_the_watcher_drops_a_reading_the_manager_moved_past_while_it_read(
     storage = HookedReads(login(clock, token="STALE"))
     newer = login(clock, token="NEWER")
     async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "STALE"  # an adoption before this one
         storage.during_read = lambda: m._adopt(newer)
         await m._storage_changed()
         assert m._token == "NEWER"
         await m._storage_changed()  # a reading taken after the change is adopted
         assert m._token == "STALE"
+    assert endpoint.calls == 0
+
+
+async def test_the_watcher_drops_a_reading_taken_before_the_login_was_found_gone(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """While the watcher's read is in flight the manager learns the login is gone (its own
+    read found nothing): the older reading that then arrives does not bring it back."""
+    storage = HookedReads(login(clock, token="STALE"))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "STALE"
+        storage.during_read = m._forget
+        await m._storage_changed()
+        assert m._auth is None
     assert endpoint.calls == 0
 
 
@@ -1387,3 +1412,218 @@ async def test_aclose_waits_for_the_watcher_to_finish_its_cleanup(
     await m.aclose()
     assert watcher.done()
     assert cleaned == [True]
+
+
+# -- the edges that mutation testing found unpinned --------------------------------------------
+
+
+async def test_get_auth_data_starts_the_refresh_ahead_at_the_first_instant_of_the_margin(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """At exactly expiry - margin, get_auth_data() serves the login and starts the
+    refresh, like get_access_token()."""
+    storage = InMemoryAuthStorage(login(clock))
+    start = clock.now
+    async with no_watch_manager(storage, clock, http) as m:
+        assert (await m.get_auth_data()).access_token == "AT0"
+        clock.now = start + 3600 - 300
+        assert (await m.get_auth_data()).access_token == "AT0"
+        assert m._task is not None
+        await settled(m)
+        assert (await m.get_auth_data()).access_token == "AT1"
+    assert endpoint.calls == 1
+
+
+async def test_a_stored_login_adopted_at_the_first_instant_of_its_margin_is_served_at_once(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A manager whose first call falls exactly on the stored token's expiry - margin gets
+    that token (its refresh runs behind), not the refreshed one."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 300)
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert await m.get_access_token() == "AT1"
+    assert endpoint.calls == 1
+
+
+async def test_callers_waiting_in_the_last_seconds_get_the_valid_token_when_a_refresh_fails(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """In the mandatory window callers wait for the refresh; if it fails transiently they
+    get the token that is still valid, not the error."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 10)
+    endpoint.fail = (503, {"error": "temporarily_unavailable"})
+    async with no_watch_manager(storage, clock, http) as m:
+        assert state(m) is ManagerState.EMPTY
+        assert await m.get_access_token() == "AT0"
+        assert endpoint.calls == 1
+        assert state(m) is ManagerState.BACKING_OFF
+
+
+async def test_a_held_login_is_stored_again_at_most_once_a_second(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """While storage refuses the refreshed login, calls are served from memory and try to
+    store it again only once _UNSAVED_RETRY (1 s) has passed, not on every call."""
+    storage = FlakyStorage(login(clock))
+    storage.fail_writes = True
+    clock.advance(3601)
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT1"
+        assert storage.write_attempts == 1
+        for _ in range(3):
+            assert await m.get_access_token() == "AT1"
+        clock.advance(0.999)
+        assert await m.get_access_token() == "AT1"
+        await settled(m)
+        assert storage.write_attempts == 1  # no attempt yet
+        clock.advance(0.001)
+        assert await m.get_access_token() == "AT1"
+        await settled(m)
+        assert storage.write_attempts == 2
+        storage.fail_writes = False
+
+
+async def test_an_outage_is_retried_at_most_once_a_second(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """During a storage outage inside the margin the cached token is served, and storage
+    is tried again only once a second."""
+    storage = FlakyStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        storage.fail_reads = True
+        clock.advance(3600 - 100)
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        reads = storage.reads
+        clock.advance(0.999)
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert storage.reads == reads
+        clock.advance(0.001)
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert storage.reads == reads + 1
+    assert endpoint.calls == 0
+
+
+async def test_a_refresh_ahead_that_fails_with_nobody_waiting_is_not_reported_as_lost(
+    clock: FakeClock,
+    http: httpx.AsyncClient,
+    endpoint: FakeTokenEndpoint,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A refresh ahead whose failure nobody awaits, and one cancelled by aclose(): neither
+    leaves "exception was never retrieved" (or a failing callback) in the asyncio log."""
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3600 - 100)
+    endpoint.fail = (400, {"error": "invalid_grant"})
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+    endpoint.fail, endpoint.gate = None, asyncio.Event()
+    m = no_watch_manager(InMemoryAuthStorage(login(clock)), clock, http, close_timeout=0)
+    clock.advance(3600 - 100)
+    assert await m.get_access_token() == "AT0"
+    await endpoint.arrived.wait()
+    await m.aclose()
+    del m
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
+async def test_only_one_watcher_runs_however_many_calls_take_the_slow_path(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Every slow-path call makes sure the watcher runs; there is still only one."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with manager(storage, clock, http) as m:
+        for _ in range(5):
+            m.report_unauthorized(await m.get_access_token())
+        names = [task.get_name() for task in asyncio.all_tasks()]
+        assert names.count(f"vandamme-oauth watcher {m!r}") == 1
+
+
+async def test_a_caller_cancelled_as_the_refresh_is_abandoned_is_cancelled(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A waiter that is itself being cancelled when aclose() abandons the refresh ends
+    cancelled (its own cancellation wins), not with "the refresh was abandoned"."""
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3601)
+    endpoint.gate.clear()
+    m = no_watch_manager(storage, clock, http, close_timeout=0)
+    waiter = asyncio.create_task(m.get_access_token())
+    await endpoint.arrived.wait()
+    refresh = m._task
+    assert refresh is not None
+    refresh.cancel()
+    waiter.cancel()
+    await asyncio.wait({waiter})
+    assert waiter.cancelled()
+    await m.aclose()
+
+
+async def test_aclose_bounds_a_hanging_write_of_a_held_login(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """aclose()'s last attempt to store a held login gives up after close_timeout when
+    storage hangs instead of failing."""
+
+    class Hanging(InMemoryAuthStorage):
+        def __init__(self, initial: AuthData) -> None:
+            super().__init__(initial)
+            self.mode = "fail"
+
+        async def write_auth(self, data: AuthData) -> None:
+            if self.mode == "fail":
+                raise StorageError("unreachable")
+            await asyncio.Event().wait()  # never answers
+
+    storage = Hanging(login(clock))
+    clock.advance(3601)
+    m = no_watch_manager(storage, clock, http, close_timeout=0.01)
+    assert await m.get_access_token() == "AT1"
+    storage.mode = "hang"
+    async with asyncio.timeout(10):  # a hang guard: close_timeout is 0.01 s
+        await m.aclose()
+
+
+async def test_a_one_second_token_is_served_for_half_its_life(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Even a token that lives one second gets proportional windows: half its life fresh,
+    and callers wait only in its last tenth."""
+    storage = InMemoryAuthStorage(login(clock, expires_in=1))
+    start = clock.now
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        assert state(m) is ManagerState.FRESH
+        clock.now = start + 0.5
+        assert state(m) is ManagerState.REFRESHING_AHEAD
+        clock.now = start + 0.9
+        assert state(m) is ManagerState.WAITING
+    assert endpoint.calls == 0
+
+
+async def test_a_rejected_token_offered_again_by_storage_is_not_served(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """An API refused AT0 and the refresh fails transiently; storage then offers a login
+    with that same access token (a peer rewrote it): it is not served again."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        endpoint.fail = (503, {"error": "temporarily_unavailable"})
+        m.report_unauthorized("AT0")
+        with pytest.raises(TokenEndpointError):
+            await m.get_access_token()
+        await storage.write_auth(login(clock).replace(last_refresh=clock.now + 1))
+        clock.advance(61)  # past any backoff
+        with pytest.raises(TokenEndpointError):
+            await m.get_access_token()
