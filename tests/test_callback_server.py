@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
+import os
 import signal
 import socket
 from typing import TYPE_CHECKING
@@ -15,6 +17,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.test_remote_login import ipv6_loopback
+from tests.support.off_loop import OffLoopGuard
 from vandamme_oauth import (
     AuthData,
     AuthorizationError,
@@ -22,6 +25,7 @@ from vandamme_oauth import (
     CallbackTimeoutError,
     OAuthFlowError,
     StateMismatchError,
+    _http_client,
 )
 from vandamme_oauth._callback_server import CallbackServer, Refused
 
@@ -281,8 +285,12 @@ async def test_a_hung_exchange_is_bounded_by_exchange_timeout() -> None:
     ):
         callback = send_callback(client, server.port)
         await arrived.wait()
-        with pytest.raises(CallbackTimeoutError, match="code exchange"):
+        with pytest.raises(CallbackTimeoutError) as caught:
             await server.wait(0.01)
+        assert str(caught.value) == (
+            "the code exchange did not finish within 0.05 s; "
+            "is the provider's token endpoint reachable? Start the login again"
+        )
     with contextlib.suppress(httpx.HTTPError):
         await callback
 
@@ -370,6 +378,13 @@ async def test_a_foreign_listener_on_ipv6_loopback_moves_a_localhost_login_on() 
         with pytest.raises(CallbackServerError, match=rf"\[::1\]:{first}"):
             async with CallbackServer(accept, ports=(first,), also_ipv6=True):
                 pass  # pragma: no cover
+        with socket.socket(socket.AF_INET6) as other:
+            other.bind(("::1", second))
+            other.listen()
+            with pytest.raises(CallbackServerError) as caught:
+                async with CallbackServer(accept, ports=(first, second), also_ipv6=True):
+                    pass  # pragma: no cover
+        assert f"(another program holds [::1]:{first}, [::1]:{second})" in str(caught.value)
     async with CallbackServer(accept, ports=(first,), also_ipv6=True) as server:
         assert server.port == first  # the port is free again: it was not leaked
 
@@ -379,7 +394,12 @@ async def test_a_foreign_listener_on_ipv6_loopback_moves_a_localhost_login_on() 
     [
         ({"state": "x"}, 400, "Sign-in link not recognised", "wrong state"),
         ({"state": "s", "error": "access_denied"}, 400, "Sign-in failed", "access_denied"),
-        ({"state": "s", "boom": "1"}, 500, "Sign-in failed", "An internal error occurred; see"),
+        (
+            {"state": "s", "boom": "1"},
+            500,
+            "Sign-in failed",
+            "<p>An internal error occurred; see the logs.</p>",
+        ),
     ],
 )
 async def test_each_verdict_has_its_page(
@@ -543,3 +563,94 @@ async def test_an_outcome_nobody_waited_for_is_not_reported_as_lost(
     del server
     gc.collect()
     assert "never retrieved" not in caplog.text
+
+
+async def test_no_ports_given_means_an_ephemeral_port() -> None:
+    """``ports=()`` is the same as the default ``(0,)``: the system picks a free port."""
+    async with CallbackServer(accept, ports=()) as server:
+        assert server.port >= 1024
+
+
+def refuse_to_listen(monkeypatch: pytest.MonkeyPatch, host: str, error: int) -> None:
+    """Make aiohttp's listening on ``host`` fail with the OS error ``error``."""
+    start = web.TCPSite.start
+
+    async def refusing(site: web.TCPSite) -> None:
+        if site._host == host:
+            raise OSError(error, os.strerror(error))
+        await start(site)
+
+    monkeypatch.setattr(web.TCPSite, "start", refusing)
+
+
+async def test_a_port_we_may_not_listen_on_is_one_clear_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A failure other than "in use" (here: permission denied) is not retried on the next
+    port: it is one CallbackServerError naming the address and the reason."""
+    port = free_port()
+    refuse_to_listen(monkeypatch, "127.0.0.1", errno.EACCES)
+    with pytest.raises(CallbackServerError) as caught:
+        async with CallbackServer(accept, ports=(port, free_port())):
+            pass  # pragma: no cover
+    assert str(caught.value) == f"cannot listen on 127.0.0.1:{port}: Permission denied"
+
+
+async def test_a_machine_without_ipv6_loopback_keeps_the_port_on_ipv4(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """For a `localhost` login, [::1] that cannot be bound at all (no IPv6 loopback) is
+    not a conflict: the login keeps its first port, on IPv4."""
+    first, second = free_port(), free_port()
+    refuse_to_listen(monkeypatch, "::1", errno.EADDRNOTAVAIL)
+    async with CallbackServer(accept, ports=(first, second), also_ipv6=True) as server:
+        assert server.port == first
+
+
+async def test_a_busy_port_is_not_sent_cancel_unless_asked() -> None:
+    """Without ``cancel_busy_port`` a busy port is simply skipped: its owner (perhaps not
+    a login at all) receives no /cancel."""
+    first, second = free_port(), free_port()
+    requests: list[str] = []
+
+    async def record(request: web.Request) -> web.Response:
+        requests.append(request.path)
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_get("/cancel", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", first).start()
+    try:
+        async with CallbackServer(accept, ports=(first, second)) as server:
+            assert server.port == second
+        assert requests == []
+    finally:
+        await runner.cleanup()
+
+
+async def test_a_busy_port_whose_owner_never_answers_does_not_hang_the_login() -> None:
+    """The owner of the busy port accepts the /cancel connection and never answers: the
+    handshake gives up (2 s) and the login moves on to the next port."""
+    first, second = free_port(), free_port()
+    with socket.socket() as mute:
+        mute.bind(("127.0.0.1", first))
+        mute.listen()
+        async with asyncio.timeout(30):  # a hang guard
+            async with CallbackServer(
+                accept, ports=(first, second), cancel_busy_port=True
+            ) as server:
+                assert server.port == second
+
+
+async def test_the_cancel_handshake_keeps_blocking_work_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The /cancel request's HTTP client is built with the shared SSL context, made in a
+    worker thread: nothing blocking (such as loading the CA bundle) runs on the loop."""
+    monkeypatch.setattr(_http_client, "_ssl_context", None)
+    guard = OffLoopGuard(monkeypatch)
+    await test_busy_port_is_freed_by_cancelling_our_stale_login()
+    assert guard.offences == []
+    assert guard.calls > 0
