@@ -417,6 +417,81 @@ async def test_file_storage_messages_say_what_to_do(tmp_path: Path) -> None:
         f"another process has held the lock {waiter.lock_path} for over 0.01 s; "
         "is a refresh hanging?"
     )
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    assert await storage_error(FileSystemAuthStorage(shared, "p").ensure_home()) == (
+        f"the folder {shared} can be written by other users, who could replace the login "
+        "stored there; pick a private folder with --home or VANDAMME_OAUTH_HOME, or run "
+        f"'chmod go-w {shared}'"
+    )
+
+
+async def test_a_corrupt_file_that_cannot_be_moved_aside_is_not_overwritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing over an unreadable file first moves it aside; if that fails, the write
+    fails with one line saying so, and the unreadable file is still there, unchanged."""
+    storage = FileSystemAuthStorage(tmp_path, "p")
+    storage.path.write_bytes(b"{")
+    replace = os.replace
+
+    def refuse_corrupt_moves(src: Any, dst: Any) -> None:
+        if ".corrupt-" in str(dst):
+            raise PermissionError(13, "Permission denied")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", refuse_corrupt_moves)
+    assert await storage_error(storage.write_auth(LOGIN)) == (
+        f"cannot write {storage.path}: Permission denied; the previous login is unchanged"
+    )
+    assert storage.path.read_bytes() == b"{"
+
+
+async def test_the_home_is_created_private_not_made_private_afterwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The home is created 0700 by mkdir itself (the chmod after it only undoes the umask):
+    there is no moment when it is open to others."""
+    monkeypatch.setattr(type(tmp_path), "chmod", lambda self, mode: None)
+    home = tmp_path / "home"
+    old = os.umask(0o022)
+    try:
+        await FileSystemAuthStorage(home, "p").ensure_home()
+    finally:
+        os.umask(old)
+    assert mode(home) == 0o700
+
+
+async def test_the_watcher_takes_a_reference_before_it_compares(tmp_path: Path) -> None:
+    """changes(): the first stat is a reference; an unchanged file yields nothing, a
+    changed one yields."""
+    storage = FileSystemAuthStorage(tmp_path, "p")
+    await storage.write_auth(LOGIN)
+    looked = asyncio.Event()
+    stats = 0
+    stat_sync = storage._stat_sync
+
+    def counting() -> tuple[int, int, int] | None:
+        nonlocal stats
+        stats += 1
+        if stats >= 3:
+            looked.set()
+        return stat_sync()
+
+    storage._stat_sync = counting  # type: ignore[method-assign]
+    changes = storage.changes(interval=0)
+    pending = asyncio.ensure_future(anext(changes))
+    try:
+        either: set[asyncio.Future[Any]] = {pending, asyncio.ensure_future(looked.wait())}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        assert not pending.done()  # the reference and two unchanged looks
+        await storage.write_auth(LOGIN.replace(access_token="AT2"))
+        await pending
+    finally:
+        pending.cancel()
+        await asyncio.wait({pending})
+        await changes.aclose()
 
 
 def test_the_old_provider_keyword_still_works_with_a_deprecation_warning(
