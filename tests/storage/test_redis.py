@@ -450,6 +450,14 @@ async def test_a_held_lock_is_renewed_and_a_lost_one_is_noticed(
     assert await raw.get(a.lock_key) == b"someone-else"
 
 
+async def lock_refused(storage: RedisAuthStorage) -> StorageError:
+    """The StorageError with which ``storage.lock()`` refuses to be entered."""
+    with pytest.raises(StorageError) as caught:
+        async with storage.lock():
+            pass  # pragma: no cover
+    return caught.value
+
+
 def count_refusals(storage: RedisAuthStorage) -> list[asyncio.Event]:
     """Events set at the first and the second time ``storage`` finds the lock taken."""
     refused = [asyncio.Event(), asyncio.Event()]
@@ -495,10 +503,8 @@ async def test_a_lock_held_past_lock_timeout_is_a_storage_error_saying_so(
     a, b = pair
     b.lock_timeout = 0.2
     async with a.lock():
-        with pytest.raises(StorageError) as caught:
-            async with b.lock():
-                pass  # pragma: no cover
-        assert str(caught.value) == (
+        refusal = await lock_refused(b)
+        assert str(refusal) == (
             f"the refresh lock {b.lock_key!r} stayed taken for over 0.2 s; "
             "is another host's refresh hanging?"
         )
@@ -740,14 +746,12 @@ async def test_a_dropped_connection_while_waiting_for_the_lock_is_a_storage_erro
 
     b._next_message = dropped  # type: ignore[method-assign]
     async with a.lock():
-        with pytest.raises(StorageError) as caught:
-            async with b.lock():
-                pass  # pragma: no cover
-    assert str(caught.value) == (
+        refusal = await lock_refused(b)
+    assert str(refusal) == (
         f"cannot lock the login {b.key!r} in Redis: ConnectionError: "
         "injected: the connection dropped"
     )
-    assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
+    assert isinstance(refusal.__cause__, redis.exceptions.ConnectionError)
 
 
 async def test_a_failed_renewal_is_tried_again(
