@@ -30,11 +30,19 @@ def test_status_of_an_empty_home(tmp_path: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_token_without_login(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """token with nothing stored exits 1 with a one-line reason that says to log in."""
+    """token with nothing stored exits 1 with a one-line reason that says to log in; for a
+    named login that does not exist, the one command that creates it, with the --home
+    given (not also `login NAME`, which needs a saved profile)."""
     assert main(["token", "--home", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "vandamme-oauth login" in err
+    assert main(["token", "work", "--home", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (
+        f"vandamme-oauth: no login named 'work' in {tmp_path} (no work.provider.json); "
+        "create it with: vandamme-oauth login --issuer URL --client-id ID --name work "
+        f"--home {tmp_path}\n"
+    )
 
 
 @pytest.mark.parametrize(

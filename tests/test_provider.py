@@ -134,3 +134,20 @@ def test_login_name_from_issuer() -> None:
     """Derived names are file-safe."""
     assert login_name("https://accounts.example.com") == "accounts.example.com"
     assert login_name("https://idp.example:8443/realms/x y") == "idp.example-8443-realms-x-y"
+
+
+async def test_an_issuer_that_cannot_be_reached_is_said_once(
+    respx_mock: respx.MockRouter,
+) -> None:
+    """A host that refuses connections is one short reason, not one per well-known URL
+    (the second would fail the same way, so it is not tried)."""
+    first = respx_mock.get(well_known_urls(ISSUER)[0])
+    first.side_effect = httpx.ConnectError("All connection attempts failed")
+    second = respx_mock.get(well_known_urls(ISSUER)[1])
+    with pytest.raises(DiscoveryError) as caught:
+        await ProviderConfig.discover(ISSUER, client_id="cid")
+    assert str(caught.value) == (
+        f"cannot reach {ISSUER} (ConnectError: All connection attempts failed); "
+        "check the issuer URL and your network"
+    )
+    assert second.call_count == 0

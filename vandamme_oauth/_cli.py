@@ -101,7 +101,7 @@ async def _logout(args: argparse.Namespace, home: Path) -> int:
     auth = await storage.read_auth()
     if auth is None:
         raise NotAuthenticatedError(f"no login named {name!r} in {home}")
-    provider = await provider_for(home, name)
+    provider = await provider_for(args, home, name)
     note = "revoked at the provider"
     try:
         async with TokenClient(provider) as client:
@@ -117,8 +117,8 @@ async def _logout(args: argparse.Namespace, home: Path) -> int:
 
 async def _token(args: argparse.Namespace, home: Path) -> int:
     name = await pick_name(home, args.name)
-    args.relogin = login_command(args, name)
-    provider = await provider_for(home, name)
+    provider = await provider_for(args, home, name)
+    args.relogin = login_command(args, name)  # the saved profile makes `login NAME` work
     async with TokenManager(provider, make_storage(args, home, name)) as manager:
         print(await manager.get_access_token())
     return 0
@@ -153,7 +153,12 @@ def _one_line(exc: OAuthError, relogin: str | None) -> str:
 def _setup_logging(verbosity: int) -> None:
     """The library's records reach the terminal only with ``-v`` (INFO) or ``-vv`` (DEBUG).
     Without, the library's NullHandler keeps them away from Python's last-resort handler:
-    the CLI itself reports every problem, once."""
+    the CLI itself reports every problem, once. stamina's own WARNING for each retry it
+    schedules (``stamina.retry_scheduled``) is never printed: the retry is the library's
+    business (``-vv`` shows its record of it), and its outcome is the one line the CLI says."""
+    stamina = logging.getLogger("stamina")
+    stamina.addHandler(logging.NullHandler())
+    stamina.propagate = False
     if verbosity <= 0:
         return
     handler = logging.StreamHandler(sys.stderr)

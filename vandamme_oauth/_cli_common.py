@@ -66,12 +66,24 @@ def where(storage: AuthStorage) -> str:
 def login_command(args: argparse.Namespace, name: str) -> str:
     """The command that logs in to login ``name`` again, with the options it needs here:
     ``vandamme-oauth login work`` (the saved profile holds issuer, client, scopes)."""
-    parts = ["vandamme-oauth", "login", name]
+    return shlex.join(["vandamme-oauth", "login", name, *_where_options(args)])
+
+
+def new_login_command(args: argparse.Namespace, name: str) -> str:
+    """The command that creates login ``name`` here (there is no profile to reuse)."""
+    return "vandamme-oauth login --issuer URL --client-id ID " + shlex.join(
+        ["--name", name, *_where_options(args)]
+    )
+
+
+def _where_options(args: argparse.Namespace) -> list[str]:
+    """``--home`` and ``--keyring`` as the user gave them (nothing when they did not)."""
+    options = []
     if getattr(args, "home", None) is not None:
-        parts += ["--home", str(args.home)]
+        options += ["--home", str(args.home)]
     if getattr(args, "keyring", False):
-        parts.append("--keyring")
-    return shlex.join(parts)
+        options.append("--keyring")
+    return options
 
 
 def _known_logins_sync(home: Path) -> list[str]:
@@ -106,17 +118,18 @@ async def pick_name(home: Path, name: str | None) -> str:
     return names[0]
 
 
-async def provider_for(home: Path, name: str) -> ProviderConfig:
+async def provider_for(args: argparse.Namespace, home: Path, name: str) -> ProviderConfig:
     """The saved provider of login ``name``.
 
     Raises:
-        NotAuthenticatedError: there is no such login, or it has no saved provider.
+        NotAuthenticatedError: there is no such login, or it has no saved provider (the
+            message ends with the command that creates it, with the options given).
     """
     provider = await load_provider(home, name)
     if provider is None:
         raise NotAuthenticatedError(
-            f"no login named {name!r} in {home} (no {name}.provider.json); run: "
-            f"vandamme-oauth login --issuer URL --client-id ID --name {shlex.quote(name)}"
+            f"no login named {name!r} in {home} (no {name}.provider.json); "
+            f"create it with: {new_login_command(args, name)}"
         )
     return provider
 

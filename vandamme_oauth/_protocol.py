@@ -60,10 +60,10 @@ class TokenRequest:
         """This request with the client's authentication (RFC 6749 2.3.1), and the headers to
         send with it: ``client_secret_basic`` adds an HTTP Basic header of the form-encoded
         id and secret, ``client_secret_post`` adds ``client_secret`` after ``client_id``."""
-        secret = provider.client_secret
+        secret, method = provider.client_secret, provider.token_endpoint_auth_method
         if not secret:  # a public client ("none": ProviderConfig keeps the two together)
             return self, {}
-        if provider.token_endpoint_auth_method == "client_secret_post":
+        if method == "client_secret_post":
             fields = (*self.fields, ("client_secret", secret))
             return TokenRequest(self.url, self.body_format, fields), {}
         pair = f"{quote(provider.client_id, safe='')}:{quote(secret, safe='')}"

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from ._exceptions import DiscoveryError, OAuthError, ValidationError
+from ._exceptions import DiscoveryError, NetworkError, OAuthError, ValidationError
 from ._login import check_login_name, login_name
 from ._validation import is_loopback_host, require_endpoint_url
 
@@ -248,6 +248,15 @@ class ProviderConfig:
                     response = await send_with_retries(
                         client, "GET", url, idempotent=True, policy=RetryPolicy(attempts=2)
                     )
+                except NetworkError as exc:
+                    if not exc.sent:  # the host cannot be reached at all: say that, once
+                        cause = exc.__cause__
+                        raise DiscoveryError(
+                            f"cannot reach {issuer} ({type(cause).__name__}: "
+                            f"{str(cause) or 'no detail'}); check the issuer URL and your network"
+                        ) from exc
+                    errors.append(f"{url}: {exc}")
+                    continue
                 except OAuthError as exc:
                     errors.append(f"{url}: {exc}")
                     continue

@@ -418,3 +418,17 @@ async def test_an_unusable_keyring_is_announced_once_before_the_browser(
     )
     assert err_text.count("The OS keyring is unusable") == 1
     assert len(err_text.splitlines()) == 1
+
+
+async def test_an_unreachable_issuer_is_one_line(tmp_path: Path, unused_tcp_port: int) -> None:
+    """An issuer nobody listens at: exactly one line on stderr, saying so once (not per
+    well-known URL, and without the retry library's own warning for the retry it made)."""
+    issuer = f"http://127.0.0.1:{unused_tcp_port}"
+    code, out, err = await _cli(
+        "login", "--issuer", issuer, "--client-id", "c", "--no-browser", home=tmp_path
+    )
+    assert (code, out) == (1, "")
+    assert err == (
+        f"vandamme-oauth: cannot reach {issuer} (ConnectError: All connection attempts "
+        "failed); check the issuer URL and your network\n"
+    )
