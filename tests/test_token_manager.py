@@ -47,9 +47,11 @@ class FakeTokenEndpoint:
         self.arrived = asyncio.Event()
         self.fail: tuple[int, dict[str, str]] | None = None
         self.answer: httpx.Response | None = None
+        self.sent: list[str] = []  # the refresh tokens the requests carried
 
     async def handler(self, request: httpx.Request) -> httpx.Response:
         self.calls += 1
+        self.sent.append(dict(httpx.QueryParams(request.content.decode()))["refresh_token"])
         self.arrived.set()
         await self.gate.wait()
         if self.answer is not None:
@@ -1627,3 +1629,41 @@ async def test_a_rejected_token_offered_again_by_storage_is_not_served(
         clock.advance(61)  # past any backoff
         with pytest.raises(TokenEndpointError):
             await m.get_access_token()
+
+
+async def test_a_salvaged_refresh_token_storage_refused_is_stored_later_and_used(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A broken answer that still rotated the refresh token (RT1), while storage refuses
+    writes: RT1 is held, stored once storage is back, and the next refresh sends RT1, not
+    the spent RT0."""
+    storage = FlakyStorage(login(clock))
+    storage.fail_writes = True
+    clock.advance(3601)
+    endpoint.answer = httpx.Response(
+        200, json={"access_token": "AT1", "refresh_token": "RT1", "expires_in": "soon"}
+    )
+    async with no_watch_manager(storage, clock, http) as m:
+        with pytest.raises(TokenError, match="expires_in"):
+            await m.get_access_token()
+        storage.fail_writes, endpoint.answer = False, None
+        clock.advance(1)  # the backoff after the broken answer
+        assert await m.get_access_token() == "AT2"
+    assert endpoint.sent == ["RT0", "RT1"]
+    assert await stored_refresh_token(storage) == "RT2"
+
+
+async def test_the_watcher_forgets_a_login_removed_from_storage(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """A logout written elsewhere: the watcher's next look forgets the login, and calls
+    then say there is no login (no refresh is attempted)."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        await storage.clear_auth()
+        await m._storage_changed()
+        assert state(m) is ManagerState.EMPTY
+        with pytest.raises(NotAuthenticatedError):
+            await m.get_access_token()
+    assert endpoint.calls == 0
