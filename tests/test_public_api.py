@@ -67,3 +67,37 @@ def test_the_library_logs_nothing_unless_the_program_asks() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert result.stderr == "WARNING:vandamme_oauth.x:now configured\n"
+
+
+def test_retries_print_nothing_unless_the_program_asks(unused_tcp_port: int) -> None:
+    """A discovery retried (through stamina) against a host that refuses connections, in
+    a program that configures no logging: only the program's own line reaches stderr, not
+    stamina's retry warning. With logging configured, that warning is there."""
+    import subprocess
+    import sys
+
+    code = (
+        "import asyncio, logging, sys, vandamme_oauth\n"
+        "async def main():\n"
+        "    try:\n"
+        f"        await vandamme_oauth.ProviderConfig.discover("
+        f"'http://127.0.0.1:{unused_tcp_port}', client_id='c')\n"
+        "    except vandamme_oauth.DiscoveryError:\n"
+        "        print('discovery failed', file=sys.stderr)\n"
+        "asyncio.run(main())\n"
+        "if sys.argv[1:] == ['configured']:\n"
+        "    logging.basicConfig()\n"
+        "    asyncio.run(main())\n"
+    )
+    quiet, configured = (
+        subprocess.run(
+            [sys.executable, "-c", code, *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        for args in ([], ["configured"])
+    )
+    assert quiet.stderr == "discovery failed\n"
+    assert "WARNING:stamina:stamina.retry_scheduled" in configured.stderr

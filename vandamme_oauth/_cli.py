@@ -153,12 +153,9 @@ def _one_line(exc: OAuthError, relogin: str | None) -> str:
 def _setup_logging(verbosity: int) -> None:
     """The library's records reach the terminal only with ``-v`` (INFO) or ``-vv`` (DEBUG).
     Without, the library's NullHandler keeps them away from Python's last-resort handler:
-    the CLI itself reports every problem, once. stamina's own WARNING for each retry it
-    schedules (``stamina.retry_scheduled``) is never printed: the retry is the library's
-    business (``-vv`` shows its record of it), and its outcome is the one line the CLI says."""
-    stamina = logging.getLogger("stamina")
-    stamina.addHandler(logging.NullHandler())
-    stamina.propagate = False
+    the CLI itself reports every problem, once. stamina's WARNING for each retry it
+    schedules is not shown either (the library gives its logger a NullHandler too; ``-vv``
+    shows the library's own record of a retry)."""
     if verbosity <= 0:
         return
     handler = logging.StreamHandler(sys.stderr)

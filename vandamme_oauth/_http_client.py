@@ -194,6 +194,13 @@ async def _stamina() -> ModuleType:
     module = sys.modules.get("stamina")
     if module is None:
         module = await anyio.to_thread.run_sync(importlib.import_module, "stamina")
+    stamina_log = logging.getLogger("stamina")
+    if not any(isinstance(h, logging.NullHandler) for h in stamina_log.handlers):
+        # stamina announces each retry it schedules as a WARNING on its logger. Like our own
+        # logger, it stays silent unless the program configures logging: without this, the
+        # retries we make would reach Python's last-resort handler and print bare
+        # "stamina.retry_scheduled" lines in programs that log nothing.
+        stamina_log.addHandler(logging.NullHandler())
     return module
 
 
