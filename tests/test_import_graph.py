@@ -7,7 +7,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "vandamme_oauth"
+import vandamme_oauth
+
+#: The package under test: the source tree, or the installed wheel (nox session dist).
+PACKAGE = Path(vandamme_oauth.__file__).resolve().parent
 
 #: The protocol core and the provider modules: OAuth and provider dialects, no storage.
 CORE = (

@@ -103,6 +103,12 @@ def login_keys(key: str) -> tuple[str, str, str]:
     return base, f"{base}:lock", f"{base}:changes"
 
 
+async def _aclose(pubsub: Any) -> None:
+    """Close a pub/sub connection. Typed as Any: redis-py annotated ``PubSub.aclose`` only in
+    later releases, and we support both (an ignore would be unused in one of them)."""
+    await pubsub.aclose()
+
+
 def _check_cancelled() -> None:
     """Re-raise a cancellation that redis-py turned into a connection error: code that
     catches ``RedisError`` to carry on must not swallow its task's cancellation."""
@@ -312,7 +318,7 @@ class RedisAuthStorage:
                     yield
         finally:
             with contextlib.suppress(redis.exceptions.RedisError):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await _aclose(pubsub)
 
     async def _subscribe(self, pubsub: Any) -> None:
         if self._sharded:
@@ -417,7 +423,7 @@ class RedisAuthStorage:
             raise self._error(exc, "lock") from exc
         finally:
             with contextlib.suppress(redis.exceptions.RedisError):
-                await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                await asyncio.shield(_aclose(pubsub))
         log.debug(
             "redis lock acquired",
             extra={"key": self.lock_key, "waited_s": time.monotonic() - started},
