@@ -1,6 +1,7 @@
 """A Starlette app that signs its users in (pip install "vandamme-oauth[starlette]" uvicorn).
 
     ISSUER=https://idp.example CLIENT_ID=my-app uvicorn examples.starlette_webapp:app
+    ISSUER=https://idp.example CLIENT_ID=my-app python examples/starlette_webapp.py
 
 Settings come from the environment: ``ISSUER`` and ``CLIENT_ID`` (required), ``BASE_URL``
 (where users reach the app, default ``http://127.0.0.1:8000``; register
@@ -16,11 +17,17 @@ import os
 import secrets
 from typing import TYPE_CHECKING, Any
 
-from starlette.applications import Starlette
-from starlette.responses import PlainTextResponse, Response
-
 from vandamme_oauth import AuthData, InMemoryAuthStorage, ProviderConfig, WebLogin
-from vandamme_oauth.integrations.starlette import login_routes
+
+try:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse, Response
+
+    from vandamme_oauth.integrations.starlette import login_routes
+except ImportError:
+    raise SystemExit(
+        "starlette_webapp needs Starlette: pip install 'vandamme-oauth[starlette]' uvicorn"
+    ) from None
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -82,3 +89,11 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         return app_from_environment()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if __name__ == "__main__":
+    try:
+        import uvicorn
+    except ImportError:
+        raise SystemExit("starlette_webapp needs uvicorn to serve: pip install uvicorn") from None
+    uvicorn.run("starlette_webapp:app", app_dir=os.path.dirname(__file__) or ".")

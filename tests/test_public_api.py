@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import vandamme_oauth
+from tests.support.interpreters import python_without
 
 CONTRACT = [
     "AuthData",
@@ -24,12 +26,13 @@ CONTRACT = [
 def test_all_is_sorted_and_complete() -> None:
     """__all__ is sorted and lists every public name the package defines."""
     assert vandamme_oauth.__all__ == sorted(vandamme_oauth.__all__)
-    lazy = {"RedisAuthStorage"}  # optional extra, resolved by the module's __getattr__
+    lazy = set(vandamme_oauth._LAZY)  # loaded on first use by the module's __getattr__
     helpers = {"annotations", "storage", "integrations", "providers", "Any", "TYPE_CHECKING"}
     public = {n for n in vars(vandamme_oauth) if not n.startswith("_")} - helpers
     assert public | lazy == set(vandamme_oauth.__all__)
-    for name in lazy:
+    for name in sorted(lazy):
         assert getattr(vandamme_oauth, name).__name__ == name
+    assert sorted(vandamme_oauth.__all__) == [n for n in dir(vandamme_oauth) if n in lazy | public]
 
 
 def test_contract_names_import() -> None:
@@ -44,11 +47,51 @@ def test_version() -> None:
     assert vandamme_oauth.__version__.count(".") >= 2
 
 
-def test_import_does_not_load_aiohttp() -> None:
-    """Importing the package leaves aiohttp unloaded (only a login needs it)."""
-    code = "import sys, vandamme_oauth; print('aiohttp' in sys.modules)"
+def test_import_loads_only_what_the_hot_path_needs() -> None:
+    """Importing the package leaves aiohttp, the logins, the other backends and every
+    provider dialect unloaded: they load on first use."""
+    code = "import sys, vandamme_oauth; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    loaded = set(out.stdout.split())
+    assert "vandamme_oauth._token_manager" in loaded
+    unneeded = {
+        "aiohttp",
+        "itsdangerous",
+        "redis",
+        "vandamme_oauth._flow",
+        "vandamme_oauth._device",
+        "vandamme_oauth._profiles",
+        "vandamme_oauth.integrations._web_login",
+        "vandamme_oauth.storage._codex",
+        "vandamme_oauth.storage._keyring",
+    }
+    assert sorted(unneeded & loaded) == []
+
+
+def test_a_star_import_works_without_the_redis_extra(tmp_path: Path) -> None:
+    """``from vandamme_oauth import *`` in an interpreter without redis imports every other
+    public name; asking for RedisAuthStorage there says which install fixes it."""
+    code = (
+        "from vandamme_oauth import *"
+        "\nimport sys, vandamme_oauth"
+        "\nassert 'redis' not in sys.modules"
+        "\nprint(' '.join(n for n in vandamme_oauth.__all__ if n in globals()))"
+        "\ntry:\n    from vandamme_oauth import RedisAuthStorage"
+        "\nexcept ImportError as exc:\n    print(exc)"
+    )
+    command = [*python_without(tmp_path, "redis"), code]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, timeout=60)
+    names, error = result.stdout.splitlines()
+    assert names.split() == [n for n in vandamme_oauth.__all__ if n != "RedisAuthStorage"]
+    assert error == "RedisAuthStorage needs the redis extra: pip install 'vandamme-oauth[redis]'"
+
+
+def test_a_star_import_with_the_redis_extra_includes_it() -> None:
+    """With redis installed, a star import brings RedisAuthStorage too."""
+    namespace: dict[str, object] = {}
+    exec("from vandamme_oauth import *", namespace)  # noqa: S102 - the star import under test
+    assert sorted(n for n in namespace if not n.startswith("_")) == vandamme_oauth.__all__
+    assert "RedisAuthStorage" in vandamme_oauth.__all__
 
 
 def test_the_library_logs_nothing_unless_the_program_asks() -> None:

@@ -7,10 +7,9 @@ then call ``await manager.get_access_token()`` on the hot path of any async prog
 from __future__ import annotations
 
 import logging as _logging
+from importlib.util import find_spec as _find_spec
 from typing import TYPE_CHECKING, Any
 
-from ._device import DeviceCode as DeviceCode
-from ._device import DeviceFlow as DeviceFlow
 from ._exceptions import AuthorizationError as AuthorizationError
 from ._exceptions import CallbackServerError as CallbackServerError
 from ._exceptions import CallbackTimeoutError as CallbackTimeoutError
@@ -28,27 +27,47 @@ from ._exceptions import StorageError as StorageError
 from ._exceptions import TokenEndpointError as TokenEndpointError
 from ._exceptions import TokenError as TokenError
 from ._exceptions import ValidationError as ValidationError
-from ._flow import OAuthFlow as OAuthFlow
 from ._http_client import RetryPolicy as RetryPolicy
-from ._jwt_claims import decode_claims as decode_claims
-from ._pkce import PkcePair as PkcePair
-from ._pkce import new_pkce as new_pkce
-from ._pkce import new_state as new_state
-from ._profiles import open_login as open_login
 from ._provider import ProviderConfig as ProviderConfig
 from ._token_client import TokenClient as TokenClient
 from ._token_manager import ManagerState as ManagerState
 from ._token_manager import TokenManager as TokenManager
-from .integrations._web_login import WebLogin as WebLogin
 from .storage import AuthData as AuthData
 from .storage import AuthStorage as AuthStorage
-from .storage import CodexAuthStorage as CodexAuthStorage
 from .storage import FileSystemAuthStorage as FileSystemAuthStorage
 from .storage import InMemoryAuthStorage as InMemoryAuthStorage
-from .storage import KeyringAuthStorage as KeyringAuthStorage
 
 if TYPE_CHECKING:
+    from ._device import DeviceCode as DeviceCode
+    from ._device import DeviceFlow as DeviceFlow
+    from ._flow import OAuthFlow as OAuthFlow
+    from ._jwt_claims import decode_claims as decode_claims
+    from ._pkce import PkcePair as PkcePair
+    from ._pkce import new_pkce as new_pkce
+    from ._pkce import new_state as new_state
+    from ._profiles import open_login as open_login
+    from .integrations._web_login import WebLogin as WebLogin
+    from .storage import CodexAuthStorage as CodexAuthStorage
+    from .storage import KeyringAuthStorage as KeyringAuthStorage
     from .storage._redis import RedisAuthStorage as RedisAuthStorage
+
+#: Names the hot path (a TokenManager over a storage) never needs, loaded on first use: the
+#: interactive logins, the other backends and their dependencies cost nothing to a proxy that
+#: only serves tokens (``python -X importtime -c "import vandamme_oauth"``).
+_LAZY = {
+    "CodexAuthStorage": ".storage._codex",
+    "DeviceCode": "._device",
+    "DeviceFlow": "._device",
+    "KeyringAuthStorage": ".storage._keyring",
+    "OAuthFlow": "._flow",
+    "PkcePair": "._pkce",
+    "RedisAuthStorage": ".storage._redis",
+    "WebLogin": ".integrations._web_login",
+    "decode_claims": "._jwt_claims",
+    "new_pkce": "._pkce",
+    "new_state": "._pkce",
+    "open_login": "._profiles",
+}
 
 # A library configures no logging: without this, records of WARNING and above would reach
 # Python's last-resort handler and repeat on stderr what the program already reports.
@@ -96,19 +115,33 @@ __all__ = [
 ]
 
 
+if _find_spec("redis") is None:
+    # Without the redis extra, a star import must still work: it imports every name listed.
+    __all__.remove("RedisAuthStorage")
+
+
 def __getattr__(name: str) -> Any:
-    # __version__ is looked up lazily: importlib.metadata is slow to import.
-    if name == "RedisAuthStorage":
-        # Lazily: redis is an optional extra (pip install "vandamme-oauth[redis]").
+    if name in _LAZY:
+        from importlib import import_module
+
         try:
-            from .storage._redis import RedisAuthStorage
-        except ImportError as exc:  # pragma: no cover - depends on the environment
+            value = getattr(import_module(_LAZY[name], __name__), name)
+        except ImportError as exc:
+            if name != "RedisAuthStorage":
+                raise
+            # redis is an optional extra: say once which install fixes it.
             raise ImportError(
                 "RedisAuthStorage needs the redis extra: pip install 'vandamme-oauth[redis]'"
             ) from exc
-        return RedisAuthStorage
+        globals()[name] = value  # the next lookup is a plain attribute
+        return value
     if name == "__version__":
+        # Looked up lazily: importlib.metadata is slow to import.
         from importlib.metadata import version
 
         return version("vandamme-oauth")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -21,6 +21,7 @@ import pytest
 from aiohttp import web
 
 from tests.integration.conftest import scripted_login
+from tests.support.interpreters import python_without
 from tests.support.user_agent import run_browser
 from vandamme_oauth import FileSystemAuthStorage, ProviderConfig
 
@@ -385,3 +386,40 @@ async def test_starlette_webapp_example_says_which_settings_are_missing() -> Non
     code, out, err = await finish(process)
     assert (code, out) == (1, "")
     assert err.splitlines() == ["starlette_webapp: set ISSUER and CLIENT_ID (see the docstring)"]
+
+
+async def test_starlette_webapp_example_run_as_a_script_says_which_settings_are_missing() -> None:
+    """`python examples/starlette_webapp.py` without ISSUER and CLIENT_ID: the same line."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ISSUER", "CLIENT_ID")}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(EXAMPLES / "starlette_webapp.py"),
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    code, out, err = await finish(process)
+    assert (code, out) == (1, "")
+    assert err.splitlines()[-1] == "starlette_webapp: set ISSUER and CLIENT_ID (see the docstring)"
+
+
+async def test_starlette_webapp_example_without_starlette_names_the_install(
+    tmp_path: Path,
+) -> None:
+    """Without the starlette extra, the example ends with one line naming the pip install
+    that fixes it, not a traceback."""
+    script = EXAMPLES / "starlette_webapp.py"
+    code_line = f"import runpy; runpy.run_path({str(script)!r}, run_name='__main__')"
+    process = await asyncio.create_subprocess_exec(
+        *python_without(tmp_path, "starlette"),
+        code_line,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    code, out, err = await finish(process)
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "starlette_webapp needs Starlette: pip install 'vandamme-oauth[starlette]' uvicorn"
+    ]
