@@ -159,10 +159,33 @@ def test_errors_never_echo_tokens() -> None:
     ],
 )
 def test_permanent_refresh_errors(status: int, body: object) -> None:
-    """HTTP 401, invalid_grant and ChatGPT's refresh_token_* codes mean: log in again."""
-    error = token_error(status, json.dumps(body).encode(), grant="refresh_token")
+    """HTTP 401, invalid_grant and the ChatGPT dialect's refresh_token_* codes mean: log in
+    again (the dialect's codes through its answer, as the token client passes them)."""
+    permanent = CHATGPT.dialect.permanent_refresh_errors
+    error = token_error(
+        status, json.dumps(body).encode(), grant="refresh_token", permanent=permanent
+    )
     assert isinstance(error, ReauthenticationRequired)
     assert "log in again" in str(error)
+    with pytest.raises(ReauthenticationRequired):
+        parse_token_response(
+            status,
+            json.dumps(body).encode(),
+            provider=CHATGPT,
+            now=NOW,
+            grant="refresh_token",
+        )
+
+
+@pytest.mark.parametrize("code", ["refresh_token_expired", "refresh_token_reused"])
+def test_a_dialects_codes_are_not_permanent_for_other_providers(code: str) -> None:
+    """ChatGPT's refresh_token_* codes are ChatGPT's: from a standard provider they are a
+    non-transient refusal, not a dead refresh token."""
+    body = json.dumps({"error": code}).encode()
+    with pytest.raises(TokenEndpointError) as caught:
+        parse_token_response(400, body, provider=GENERIC, now=NOW, grant="refresh_token")
+    assert not isinstance(caught.value, ReauthenticationRequired)
+    assert caught.value.transient is False
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,8 @@ import logging as _logging
 from importlib.util import find_spec as _find_spec
 from typing import TYPE_CHECKING, Any
 
+from ._dialect import Dialect as Dialect
+from ._dialect import dialect_named as dialect_named
 from ._exceptions import AuthorizationError as AuthorizationError
 from ._exceptions import CallbackServerError as CallbackServerError
 from ._exceptions import CallbackTimeoutError as CallbackTimeoutError
@@ -82,6 +84,7 @@ __all__ = [
     "CodexAuthStorage",
     "DeviceCode",
     "DeviceFlow",
+    "Dialect",
     "DiscoveryError",
     "FileSystemAuthStorage",
     "HttpError",
@@ -109,6 +112,7 @@ __all__ = [
     "ValidationError",
     "WebLogin",
     "decode_claims",
+    "dialect_named",
     "new_pkce",
     "new_state",
     "open_login",

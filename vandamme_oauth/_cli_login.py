@@ -342,7 +342,7 @@ async def _add_api_key(provider: ProviderConfig, storage: AuthStorage, auth: Aut
         return
     try:
         async with TokenClient(provider) as client:
-            key = await client.exchange_api_key(auth)
+            key = await chatgpt.exchange_api_key(client, auth)
         await storage.write_auth(auth.replace(api_key=key))
     except OAuthError as exc:
         say(f"No API key: {exc} (the login stands).")

@@ -77,9 +77,7 @@ class DeviceFlow(AsyncClosing):
         sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
         safety_margin: float = 0.2,
     ) -> None:
-        from .providers import device_variant
-
-        self.variant = variant or device_variant(provider) or RFC8628()
+        self.variant = variant or provider.dialect.device_variant() or RFC8628()
         if not self.variant.available(provider):
             raise ValidationError(
                 f"{provider.issuer} offers no device login (no device_authorization_endpoint)"

@@ -9,20 +9,20 @@ for, or the metadata is not used. Every endpoint must be https, except on loopba
 from __future__ import annotations
 
 import logging
-import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from ._exceptions import DiscoveryError, NetworkError, OAuthError, ValidationError
+from ._dialect import STANDARD, Dialect, dialect_named
+from ._exceptions import DiscoveryError, ValidationError
 from ._login import check_login_name, login_name
 from ._validation import is_loopback_host, require_endpoint_url
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ProviderConfig", "login_command", "parse_metadata"]
+__all__ = ["ProviderConfig", "parse_metadata"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class ProviderConfig:
         token_endpoint_auth_method: How the client authenticates at the token, revocation
             and device endpoints: ``"none"`` (a public client), ``"client_secret_basic"``
             (HTTP Basic) or ``"client_secret_post"`` (in the form).
+        dialect: What the provider says beyond plain OAuth (see
+            [`Dialect`][vandamme_oauth.Dialect]); saved profiles store its name.
     """
 
     name: str
@@ -96,9 +98,12 @@ class ProviderConfig:
     code_challenge_methods: tuple[str, ...] | None = field(default=None, repr=False)
     client_secret: str | None = field(default=None, repr=False)
     token_endpoint_auth_method: AuthMethod = "none"  # noqa: S105 - a method's name
+    dialect: Dialect = STANDARD
 
     def __post_init__(self) -> None:
         check_login_name(self.name)
+        if not isinstance(self.dialect, Dialect):
+            raise ValidationError(f"dialect must be a Dialect, not {type(self.dialect).__name__}")
         if not self.client_id:
             raise ValidationError("client_id must not be empty")
         for key in ("scopes", "ports", "authorize_params", "authorize_params_after_state"):
@@ -146,8 +151,9 @@ class ProviderConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form, without the client secret (saved profiles hold no secrets:
         give the secret again when the profile is loaded)."""
-        data = asdict(self)
+        data = asdict(replace(self, dialect=STANDARD))
         del data["client_secret"]
+        data["dialect"] = self.dialect.name
         return data
 
     @classmethod
@@ -159,7 +165,7 @@ class ProviderConfig:
 
         Raises:
             ValidationError: the data does not describe a valid provider (or a confidential
-                client's secret is missing).
+                client's secret is missing, or its dialect is not installed).
         """
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
@@ -170,6 +176,8 @@ class ProviderConfig:
                 value = tuple(tuple(v) for v in value)
             elif key == "claim_paths":
                 value = tuple((str(name), tuple(path)) for name, path in value)
+            elif key == "dialect":
+                value = dialect_named(str(value))
             elif isinstance(value, list):
                 value = tuple(value)
             kwargs[key] = value
@@ -190,7 +198,8 @@ class ProviderConfig:
         name: str = "chatgpt",
     ) -> ProviderConfig:
         """The "Sign in with ChatGPT" preset: the Codex CLI's public client, byte for byte
-        (see `vandamme_oauth.providers.chatgpt.preset`).
+        (a shortcut for ``dialect_named("chatgpt").preset(...)``, see
+        `vandamme_oauth.providers.chatgpt.preset`).
 
         Args:
             originator: The ``originator`` authorization parameter.
@@ -199,13 +208,9 @@ class ProviderConfig:
                 ``openid profile email offline_access``.
             name: The login's name in storage.
         """
-        from .providers import chatgpt
-
-        return chatgpt.preset(
-            originator=originator,
-            allowed_workspace_ids=allowed_workspace_ids,
-            scopes=chatgpt.SCOPES if scopes is None else scopes,
-            name=name,
+        options: dict[str, Any] = {"scopes": scopes} if scopes is not None else {}
+        return dialect_named("chatgpt").preset(
+            originator=originator, allowed_workspace_ids=allowed_workspace_ids, name=name, **options
         )
 
     @classmethod
@@ -237,53 +242,19 @@ class ProviderConfig:
         Raises:
             DiscoveryError: no metadata document, or it is invalid or names another issuer.
         """
-        from ._http_client import RetryPolicy, open_http_client, send_with_retries
+        from ._discovery import fetch_metadata  # the transport layer: the one upward call
 
         require_endpoint_url(issuer, what="issuer")
-        client = http_client or await open_http_client()
-        errors: list[str] = []
-        try:
-            for url in well_known_urls(issuer):
-                try:
-                    response = await send_with_retries(
-                        client, "GET", url, idempotent=True, policy=RetryPolicy(attempts=2)
-                    )
-                except NetworkError as exc:
-                    if not exc.sent:  # the host cannot be reached at all: say that, once
-                        cause = exc.__cause__
-                        raise DiscoveryError(
-                            f"cannot reach {issuer} ({type(cause).__name__}: "
-                            f"{str(cause) or 'no detail'}); check the issuer URL and your network"
-                        ) from exc
-                    errors.append(f"{url}: {exc}")
-                    continue
-                except OAuthError as exc:
-                    errors.append(f"{url}: {exc}")
-                    continue
-                if response.status_code != 200:
-                    errors.append(f"{url}: HTTP {response.status_code}")
-                    continue
-                try:
-                    document = response.json()
-                except ValueError:
-                    errors.append(f"{url}: not JSON")
-                    continue
-                log.debug("discovery document fetched", extra={"url": url})
-                return parse_metadata(
-                    issuer,
-                    document,
-                    client_id=client_id,
-                    scopes=scopes,
-                    name=name,
-                    response_mode=response_mode,
-                    client_secret=client_secret,
-                    token_endpoint_auth_method=token_endpoint_auth_method,
-                )
-        finally:
-            if http_client is None:
-                await client.aclose()
-        raise DiscoveryError(
-            f"no usable metadata for {issuer} ({'; '.join(errors)}); check the issuer URL"
+        document = await fetch_metadata(issuer, well_known_urls(issuer), http_client=http_client)
+        return parse_metadata(
+            issuer,
+            document,
+            client_id=client_id,
+            scopes=scopes,
+            name=name,
+            response_mode=response_mode,
+            client_secret=client_secret,
+            token_endpoint_auth_method=token_endpoint_auth_method,
         )
 
 
@@ -387,21 +358,3 @@ def _auth_method(
         f"{issuer} supports none of {', '.join(AUTH_METHODS)} for client secrets "
         f"(it lists {', '.join(map(str, supported)) or 'nothing'})"
     )
-
-
-def login_command(provider: ProviderConfig) -> str:
-    """The CLI command that makes a login for ``provider`` in the default home:
-    ``vandamme-oauth login chatgpt`` for the preset, else the issuer, client and name."""
-    from .providers import chatgpt
-
-    parts = ["vandamme-oauth", "login"]
-    if (provider.issuer, provider.client_id) == (chatgpt.ISSUER, chatgpt.CLIENT_ID):
-        parts.append("chatgpt")
-        if provider.name != "chatgpt":
-            parts += ["--name", provider.name]
-    else:
-        parts += ["--issuer", provider.issuer, "--client-id", provider.client_id]
-        parts += [arg for scope in provider.scopes for arg in ("--scope", scope)]
-        if provider.name != login_name(provider.issuer):
-            parts += ["--name", provider.name]
-    return shlex.join(parts)

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ._closing import AsyncClosing
-from ._exceptions import HttpError, NetworkError, TokenError
+from ._exceptions import HttpError, NetworkError
 from ._http_client import (
     RetryPolicy,
     load_retry_machinery,
@@ -178,27 +178,6 @@ class TokenClient(AsyncClosing):
             )
         request = refresh_request(self.provider, current.refresh_token)
         return await self._token_call(request, grant="refresh_token", previous=current)
-
-    async def exchange_api_key(self, data: AuthData) -> str:
-        """Turn the login's ID token into an OpenAI API key (ChatGPT's token exchange, see
-        `vandamme_oauth.providers.chatgpt.api_key_request`). Sent once; the Codex CLI treats
-        a failure as harmless, and so should callers.
-
-        Raises:
-            TokenError: no ID token, the server refused, or the answer carries no key.
-            NetworkError: the server could not be reached.
-        """
-        from .providers import chatgpt
-
-        if not data.id_token:
-            raise TokenError("the login has no ID token to exchange for an API key")
-        request = chatgpt.api_key_request(self.provider, data.id_token)
-        response = await self.post(request, idempotent=False)
-        key = chatgpt.parse_api_key(
-            response.status_code, response.content, secrets=self._secrets(request)
-        )
-        log.info("API key obtained")
-        return key
 
     async def revoke(self, data: AuthData) -> bool:
         """Revoke the refresh token (or the access token when there is none), RFC 7009.

@@ -66,8 +66,8 @@ from ._exceptions import (
     StorageError,
     TokenError,
 )
-from ._provider import login_command
 from ._token_client import TokenClient
+from .storage._base import Preparable, Watchable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
@@ -210,9 +210,8 @@ class TokenManager(AsyncClosing):
         """Start the watcher and prepare what a first refresh needs (the HTTP client and
         SSL context, the storage's lock machinery), so that it costs only its round trip."""
         await self._tokens.open()
-        prepare = getattr(self.storage, "prepare", None)
-        if callable(prepare):
-            await prepare()
+        if isinstance(self.storage, Preparable):
+            await self.storage.prepare()
         self._start_watcher()
         return self
 
@@ -416,7 +415,7 @@ class TokenManager(AsyncClosing):
             self._forget()
             raise NotAuthenticatedError(
                 f"no {self.provider.name} login is stored; log in first: "
-                f"{login_command(self.provider)}"
+                f"{self.provider.dialect.login_command(self.provider)}"
             )
         return stored
 
@@ -543,10 +542,9 @@ class TokenManager(AsyncClosing):
     def _start_watcher(self) -> None:
         if self._watcher is not None or self._closed or self.watch_interval is None:
             return
-        changes = getattr(self.storage, "changes", None)
         source = (
-            changes(interval=self.watch_interval)
-            if callable(changes)
+            self.storage.changes(interval=self.watch_interval)
+            if isinstance(self.storage, Watchable)
             else _poll(self.storage, self.watch_interval)
         )
         self._watcher = asyncio.create_task(

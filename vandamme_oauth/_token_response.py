@@ -2,8 +2,8 @@
 
 `parse_token_response()` turns an answer into [`AuthData`][vandamme_oauth.AuthData] (merging a
 refresh into the login it refreshed); `token_error()` classifies a refusal as permanent (the refresh
-token is dead: [`ReauthenticationRequired`][vandamme_oauth.ReauthenticationRequired]) or not, with
-ChatGPT's error shapes.
+token is dead: [`ReauthenticationRequired`][vandamme_oauth.ReauthenticationRequired]) or not; the
+provider's dialect may add error codes that mean "log in again".
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from ._jwt_claims import claim_at, decode_claims, looks_like_jwt
 from ._login import CLAIMS, AuthData
 from ._redact import redact_body
 from ._times import MAX_LIFETIME, check_instant, check_lifetime
-from .providers import chatgpt
 
 if TYPE_CHECKING:
     from ._provider import ProviderConfig
@@ -36,7 +35,9 @@ __all__ = [
     "token_error",
 ]
 
-PERMANENT_REFRESH_ERRORS = frozenset({"invalid_grant"}) | chatgpt.REFRESH_TOKEN_DEAD
+#: Refresh error codes that mean the refresh token is dead for every provider (RFC 6749 5.2);
+#: a dialect adds its own (``Dialect.permanent_refresh_errors``).
+PERMANENT_REFRESH_ERRORS = frozenset({"invalid_grant"})
 
 Grant = Literal["authorization_code", "refresh_token", "device_code"]
 
@@ -78,18 +79,21 @@ def token_error(
     url: str = "",
     retry_after: float | None = None,
     secrets: Sequence[str] = (),
+    permanent: frozenset[str] = frozenset(),
 ) -> TokenError:
     """Classify a non-200 token-endpoint answer.
 
-    A refresh refused with HTTP 401, ``invalid_grant`` or a ChatGPT ``refresh_token_*`` code
-    is permanent: [`ReauthenticationRequired`][vandamme_oauth.ReauthenticationRequired]. Anything
-    else is a `TokenEndpointError` whose ``transient`` says whether to try again later.
+    A refresh refused with HTTP 401, ``invalid_grant`` or one of the dialect's ``permanent``
+    codes (ChatGPT's ``refresh_token_*``) is permanent:
+    [`ReauthenticationRequired`][vandamme_oauth.ReauthenticationRequired]. Anything else is a
+    `TokenEndpointError` whose ``transient`` says whether to try again later.
     """
     parsed = _json_or_none(body)
     code = error_code(parsed)
     description = _error_description(parsed, secrets)
     text = body.decode("utf-8", "replace")
-    if grant == "refresh_token" and (status == 401 or code in PERMANENT_REFRESH_ERRORS):
+    dead = status == 401 or code in PERMANENT_REFRESH_ERRORS or code in permanent
+    if grant == "refresh_token" and dead:
         return ReauthenticationRequired(
             f"the provider rejected the refresh token ({code or f'HTTP {status}'}); log in again",
             status_code=status,
@@ -213,7 +217,13 @@ def parse_token_response(
     """
     if status != 200:
         raise token_error(
-            status, body, grant=grant, url=url, retry_after=retry_after, secrets=secrets
+            status,
+            body,
+            grant=grant,
+            url=url,
+            retry_after=retry_after,
+            secrets=secrets,
+            permanent=provider.dialect.permanent_refresh_errors,
         )
     payload = _json_or_none(body)
     try:

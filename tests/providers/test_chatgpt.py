@@ -21,12 +21,15 @@ from vandamme_oauth import (
     AuthorizationError,
     DeviceCode,
     DeviceFlow,
+    Dialect,
     InMemoryAuthStorage,
+    ProviderConfig,
     TokenClient,
     TokenError,
+    dialect_named,
 )
 from vandamme_oauth._token_response import parse_token_response
-from vandamme_oauth.providers import chatgpt, device_variant
+from vandamme_oauth.providers import chatgpt
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -38,15 +41,37 @@ def id_token(**auth_claims: Any) -> str:
     return make_jwt({"sub": "u", "email": "u@example.com", AUTH: auth_claims})
 
 
-def test_the_dialect_is_chosen_by_issuer_not_by_a_flag() -> None:
-    """ProviderConfig carries no ChatGPT flag: the dialect follows the issuer."""
-    assert "device_variant" not in CHATGPT.to_dict()
+def test_the_preset_carries_the_chatgpt_dialect_found_by_its_entry_point() -> None:
+    """The preset's dialect is the one the registry finds under "chatgpt"; a saved profile
+    stores its name and brings it back; a generic provider speaks the standard dialect."""
+    assert dialect_named("chatgpt") is chatgpt.DIALECT is CHATGPT.dialect
+    assert CHATGPT.to_dict()["dialect"] == "chatgpt"
+    assert ProviderConfig.from_dict(CHATGPT.to_dict()).dialect is chatgpt.DIALECT
     assert chatgpt.is_chatgpt(CHATGPT)
     assert chatgpt.is_chatgpt(CHATGPT.replace(name="work"))
     assert not chatgpt.is_chatgpt(GENERIC)
-    assert device_variant(CHATGPT) is chatgpt.DEVICE
-    assert device_variant(GENERIC) is None
-    assert chatgpt.preset() == CHATGPT
+    assert CHATGPT.dialect.device_variant() is chatgpt.DEVICE
+    assert type(GENERIC.dialect) is Dialect
+    assert GENERIC.dialect.device_variant() is None
+    assert chatgpt.preset() == CHATGPT == ProviderConfig.chatgpt()
+    assert CHATGPT.dialect.permanent_refresh_errors == {
+        "refresh_token_expired",
+        "refresh_token_reused",
+        "refresh_token_invalidated",
+    }
+
+
+def test_the_login_command_of_the_preset_names_chatgpt() -> None:
+    """``vandamme-oauth login chatgpt`` (with --name for another name); another client at
+    ChatGPT's issuer gets the generic command."""
+    assert CHATGPT.dialect.login_command(CHATGPT) == "vandamme-oauth login chatgpt"
+    work = CHATGPT.replace(name="work")
+    assert CHATGPT.dialect.login_command(work) == "vandamme-oauth login chatgpt --name work"
+    other = CHATGPT.replace(client_id="mine", scopes=("openid",))
+    assert CHATGPT.dialect.login_command(other) == (
+        "vandamme-oauth login --issuer https://auth.openai.com --client-id mine "
+        "--scope openid --name chatgpt"
+    )
 
 
 def test_typed_claims_come_from_the_id_token() -> None:
@@ -195,7 +220,7 @@ async def test_api_key_exchange_sends_the_token_exchange_form(
     )
     auth = AuthData(access_token="AT", id_token="ID.TOKEN.VALUE")
     async with TokenClient(CHATGPT) as client:
-        key = await client.exchange_api_key(auth)
+        key = await chatgpt.exchange_api_key(client, auth)
     assert key == "sk-proj-KEY123"
     request = route.calls.last.request
     assert request.headers["content-type"] == "application/x-www-form-urlencoded"
@@ -219,15 +244,15 @@ async def test_a_refused_api_key_exchange_is_a_token_error_without_the_id_token(
     )
     async with TokenClient(CHATGPT) as client:
         with pytest.raises(TokenError) as caught:
-            await client.exchange_api_key(AuthData(access_token="AT", id_token=subject))
+            await chatgpt.exchange_api_key(client, AuthData(access_token="AT", id_token=subject))
         assert subject not in str(caught.value)
         assert "HTTP 400" in str(caught.value)
         assert route.call_count == 1
         route.respond(200, json={"token_type": "bearer"})
         with pytest.raises(TokenError, match="carries no key"):
-            await client.exchange_api_key(AuthData(access_token="AT", id_token=subject))
+            await chatgpt.exchange_api_key(client, AuthData(access_token="AT", id_token=subject))
         with pytest.raises(TokenError, match="no ID token"):
-            await client.exchange_api_key(AuthData(access_token="AT"))
+            await chatgpt.exchange_api_key(client, AuthData(access_token="AT"))
     assert route.call_count == 2
 
 

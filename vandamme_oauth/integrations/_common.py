@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..providers import chatgpt
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -22,12 +20,13 @@ def header_builder(
 ) -> Callable[[AuthData], Mapping[str, str]]:
     """How a request carries ``manager``'s login.
 
-    For the ChatGPT provider (unless ``account_header`` is given): the header set of ChatGPT's
-    backend, `vandamme_oauth.providers.chatgpt.backend_headers`. Otherwise
-    ``Authorization: Bearer …``, plus ``account_header`` naming the account id when given.
+    Unless ``account_header`` is given: the headers of the provider's dialect
+    (``Dialect.api_headers``; for ChatGPT, the header set of its backend,
+    `vandamme_oauth.providers.chatgpt.backend_headers`). Otherwise ``Authorization: Bearer …``,
+    plus ``account_header`` naming the account id when given.
     """
-    if account_header is DEFAULT and chatgpt.is_chatgpt(manager.provider):
-        return chatgpt.backend_headers
+    if account_header is DEFAULT:
+        return manager.provider.dialect.api_headers
     name = account_header if isinstance(account_header, str) else None
 
     def bearer(auth: AuthData) -> dict[str, str]:

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import shlex
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
+from .._dialect import Dialect
 from .._exceptions import (
     AuthorizationError,
     OAuthFlowError,
@@ -35,17 +38,22 @@ if TYPE_CHECKING:
     from .._login import AuthData
     from .._token_client import TokenClient
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "AUTH_CLAIM",
     "CLIENT_ID",
     "DEVICE",
+    "DIALECT",
     "ISSUER",
     "REFRESH_TOKEN_DEAD",
     "SCOPES",
     "ChatGPTDevice",
+    "ChatGPTDialect",
     "UsageLimit",
     "api_key_request",
     "backend_headers",
+    "exchange_api_key",
     "is_chatgpt",
     "parse_api_key",
     "preset",
@@ -130,12 +138,43 @@ def preset(
         email_claims=EMAIL_CLAIMS,
         claim_paths=CLAIM_PATHS,
         fallback_lifetime=_EIGHT_DAYS,
+        dialect=DIALECT,
     )
 
 
 def is_chatgpt(provider: ProviderConfig) -> bool:
     """Whether ``provider`` is ChatGPT's auth server (whatever the login's name)."""
-    return provider.issuer == ISSUER
+    return isinstance(provider.dialect, ChatGPTDialect) or provider.issuer == ISSUER
+
+
+class ChatGPTDialect(Dialect):
+    """What "Sign in with ChatGPT" says beyond plain OAuth: the ``refresh_token_*`` codes
+    that mean "log in again", its device-code variant, the backend's headers, the
+    ``vandamme-oauth login chatgpt`` command and the preset."""
+
+    name: ClassVar[str] = "chatgpt"
+    permanent_refresh_errors: ClassVar[frozenset[str]] = REFRESH_TOKEN_DEAD
+
+    def device_variant(self) -> ChatGPTDevice:
+        """ChatGPT's device login (`ChatGPTDevice`)."""
+        return DEVICE
+
+    def api_headers(self, auth: AuthData) -> dict[str, str]:
+        """The header set of ChatGPT's backend (`backend_headers`)."""
+        return backend_headers(auth)
+
+    def login_command(self, provider: ProviderConfig) -> str:
+        """``vandamme-oauth login chatgpt`` (with ``--name`` for another login's name)."""
+        if provider.client_id != CLIENT_ID:
+            return super().login_command(provider)
+        parts = ["vandamme-oauth", "login", "chatgpt"]
+        if provider.name != "chatgpt":
+            parts += ["--name", provider.name]
+        return shlex.join(parts)
+
+    def preset(self, **options: Any) -> ProviderConfig:
+        """The preset (`preset()`; ``options`` are its keyword arguments)."""
+        return preset(**options)
 
 
 # -- the device-code variant ----------------------------------------------------------------
@@ -237,6 +276,8 @@ class ChatGPTDevice:
 
 
 DEVICE = ChatGPTDevice()
+#: The dialect, registered as the ``chatgpt`` entry point of ``vandamme_oauth.dialects``.
+DIALECT = ChatGPTDialect()
 
 
 # -- the backend's headers ------------------------------------------------------------------
@@ -371,6 +412,26 @@ def api_key_request(provider: ProviderConfig, id_token: str) -> TokenRequest:
             ("subject_token_type", ID_TOKEN_TYPE),
         ),
     )
+
+
+async def exchange_api_key(tokens: TokenClient, data: AuthData) -> str:
+    """Turn the login's ID token into an OpenAI API key (ChatGPT's token exchange,
+    `api_key_request`), through ``tokens``. Sent once; the Codex CLI treats a failure as
+    harmless, and so should callers.
+
+    Raises:
+        TokenError: no ID token, the server refused, or the answer carries no key.
+        NetworkError: the server could not be reached.
+    """
+    if not data.id_token:
+        raise TokenError("the login has no ID token to exchange for an API key")
+    request = api_key_request(tokens.provider, data.id_token)
+    response = await tokens.post(request, idempotent=False)
+    secret = tokens.provider.client_secret
+    hidden = (*request.secrets(), *((secret,) if secret else ()))
+    key = parse_api_key(response.status_code, response.content, secrets=hidden)
+    log.info("API key obtained")
+    return key
 
 
 def parse_api_key(status: int, body: bytes, *, secrets: Iterable[str] = ()) -> str:

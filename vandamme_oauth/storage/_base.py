@@ -12,9 +12,18 @@ from .._login import FORMAT_VERSION, AuthData, parse_stored
 
 if TYPE_CHECKING:
     import contextlib
-    from collections.abc import Mapping
+    from collections.abc import AsyncGenerator, Mapping
 
-__all__ = ["FORMAT_VERSION", "AuthData", "AuthStorage", "parse_stored", "store_login"]
+__all__ = [
+    "FORMAT_VERSION",
+    "AuthData",
+    "AuthStorage",
+    "Preparable",
+    "RemembersProvider",
+    "Watchable",
+    "parse_stored",
+    "store_login",
+]
 
 
 @runtime_checkable
@@ -25,11 +34,9 @@ class AuthStorage(Protocol):
     file and Redis backends other processes and hosts. Hold it across re-read, refresh and
     write so a rotating refresh token is spent exactly once.
 
-    Optional, found by name: ``changes(*, interval)``, an async generator yielding whenever
-    the stored login may have changed (the [`TokenManager`][vandamme_oauth.TokenManager]'s watcher
-    polls ``read_auth()`` otherwise); ``prepare()``, a coroutine that gets the backend ready
-    for a first refresh; and ``remember_provider(profile)``, a coroutine keeping the
-    provider profile (a JSON-ready dict, no secrets) of a login made by a login flow.
+    Optional capabilities are protocols of their own, which a backend declares by deriving
+    from them (mypy then checks that it implements them): `Watchable`, `Preparable` and
+    `RemembersProvider`.
     """
 
     async def read_auth(self) -> AuthData | None:
@@ -57,11 +64,39 @@ class AuthStorage(Protocol):
         ...
 
 
+@runtime_checkable
+class Watchable(Protocol):
+    """A backend that can say when the stored login may have changed (otherwise the
+    [`TokenManager`][vandamme_oauth.TokenManager]'s watcher polls ``read_auth()``)."""
+
+    def changes(self, *, interval: float = 0.5) -> AsyncGenerator[None, None]:
+        """An async generator yielding whenever the stored login may have changed;
+        ``interval`` is how often to look when the backend cannot be notified."""
+        ...
+
+
+@runtime_checkable
+class Preparable(Protocol):
+    """A backend with work to do before a first refresh (imports, connections)."""
+
+    async def prepare(self) -> None:
+        """Get ready for a first refresh, so that it costs only its round trip."""
+        ...
+
+
+@runtime_checkable
+class RemembersProvider(Protocol):
+    """A backend that keeps the provider profile of a login made by a login flow."""
+
+    async def remember_provider(self, profile: Mapping[str, Any]) -> None:
+        """Keep ``profile`` (a JSON-ready dict, no secrets) beside the login."""
+        ...
+
+
 async def store_login(storage: AuthStorage, auth: AuthData, profile: Mapping[str, Any]) -> None:
     """Store a new login: first its provider profile, where the backend keeps one (the
     optional ``remember_provider(profile)``), then the tokens. Tokens are never stored
     without the profile that says where they can be refreshed and revoked."""
-    remember = getattr(storage, "remember_provider", None)
-    if remember is not None:
-        await remember(profile)
+    if isinstance(storage, RemembersProvider):
+        await storage.remember_provider(profile)
     await storage.write_auth(auth)

@@ -28,6 +28,7 @@ import anyio.to_thread
 
 from .._exceptions import StorageError, ValidationError
 from .._login import _NAME_RE, AuthData, check_login_name
+from ._base import Preparable, RemembersProvider, Watchable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -62,7 +63,7 @@ def list_logins(home_dir: str | os.PathLike[str]) -> list[str]:
     )
 
 
-class FileSystemAuthStorage:
+class FileSystemAuthStorage(Watchable, Preparable, RemembersProvider):
     """An [`AuthStorage`][vandamme_oauth.AuthStorage] keeping one login in
     ``{home_dir}/{name}.json``.
 

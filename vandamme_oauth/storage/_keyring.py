@@ -18,7 +18,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._base import AuthData, parse_stored
+from ._base import AuthData, RemembersProvider, parse_stored
 from ._filesystem import FileSystemAuthStorage, check_login_name
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ async def _in_daemon_thread(fn: Callable[[], T], timeout: float) -> T:
         raise _KeyringUnusable(f"the keyring did not answer within {timeout:g} s") from None
 
 
-class KeyringAuthStorage:
+class KeyringAuthStorage(RemembersProvider):
     """An [`AuthStorage`][vandamme_oauth.AuthStorage] in the OS keyring, with a hard timeout and an
     announced fallback to a file.
 

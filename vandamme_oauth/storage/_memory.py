@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
+from ._base import Watchable
+
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
 
@@ -14,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["InMemoryAuthStorage"]
 
 
-class InMemoryAuthStorage:
+class InMemoryAuthStorage(Watchable):
     """An [`AuthStorage`][vandamme_oauth.AuthStorage] that keeps one login in memory; also the
     official test fake.
 

@@ -40,7 +40,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from .._exceptions import StorageError, ValidationError
-from ._base import AuthData, parse_stored
+from ._base import AuthData, Watchable, parse_stored
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
@@ -125,7 +125,7 @@ class _Held:
         self.version = 0
 
 
-class RedisAuthStorage:
+class RedisAuthStorage(Watchable):
     """An [`AuthStorage`][vandamme_oauth.AuthStorage] in Redis/Valkey, safe to share across
     processes and hosts.
 
