@@ -48,9 +48,12 @@ def test_version() -> None:
 
 
 def test_import_loads_only_what_the_hot_path_needs() -> None:
-    """Importing the package leaves aiohttp, the logins, the other backends and every
-    provider dialect unloaded: they load on first use."""
-    code = "import sys, vandamme_oauth; print(' '.join(sorted(sys.modules)))"
+    """Importing the manager and the file storage leaves aiohttp, the logins, the other
+    backends and every provider dialect unloaded: they load on first use."""
+    code = (
+        "import sys\nfrom vandamme_oauth import FileSystemAuthStorage, TokenManager\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
     assert "vandamme_oauth._token_manager" in loaded
@@ -146,3 +149,17 @@ def test_retries_print_nothing_unless_the_program_asks(unused_tcp_port: int) -> 
     )
     assert quiet.stderr == "discovery failed\n"
     assert "WARNING:stamina:stamina.retry_scheduled" in configured.stderr
+
+
+def test_a_bare_import_loads_only_the_exceptions() -> None:
+    """``import vandamme_oauth`` loads the exception tree and nothing else of ours; the
+    subpackages are there on first use."""
+    code = (
+        "import sys, vandamme_oauth\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('vandamme_oauth'))))\n"
+        "print(vandamme_oauth.storage.FileSystemAuthStorage.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, name = out.stdout.splitlines()
+    assert loaded.split() == ["vandamme_oauth", "vandamme_oauth._exceptions"]
+    assert name == "FileSystemAuthStorage"

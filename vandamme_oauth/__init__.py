@@ -10,8 +10,6 @@ import logging as _logging
 from importlib.util import find_spec as _find_spec
 from typing import TYPE_CHECKING, Any
 
-from ._dialect import Dialect as Dialect
-from ._dialect import dialect_named as dialect_named
 from ._exceptions import AuthorizationError as AuthorizationError
 from ._exceptions import CallbackServerError as CallbackServerError
 from ._exceptions import CallbackTimeoutError as CallbackTimeoutError
@@ -29,43 +27,57 @@ from ._exceptions import StorageError as StorageError
 from ._exceptions import TokenEndpointError as TokenEndpointError
 from ._exceptions import TokenError as TokenError
 from ._exceptions import ValidationError as ValidationError
-from ._http_client import RetryPolicy as RetryPolicy
-from ._provider import ProviderConfig as ProviderConfig
-from ._token_client import TokenClient as TokenClient
-from ._token_manager import ManagerState as ManagerState
-from ._token_manager import TokenManager as TokenManager
-from .storage import AuthData as AuthData
-from .storage import AuthStorage as AuthStorage
-from .storage import FileSystemAuthStorage as FileSystemAuthStorage
-from .storage import InMemoryAuthStorage as InMemoryAuthStorage
 
 if TYPE_CHECKING:
     from ._device import DeviceCode as DeviceCode
     from ._device import DeviceFlow as DeviceFlow
+    from ._dialect import Dialect as Dialect
+    from ._dialect import dialect_named as dialect_named
     from ._flow import OAuthFlow as OAuthFlow
+    from ._http_client import RetryPolicy as RetryPolicy
     from ._jwt_claims import decode_claims as decode_claims
     from ._pkce import PkcePair as PkcePair
     from ._pkce import new_pkce as new_pkce
     from ._pkce import new_state as new_state
     from ._profiles import open_login as open_login
+    from ._provider import ProviderConfig as ProviderConfig
+    from ._token_client import TokenClient as TokenClient
+    from ._token_manager import ManagerState as ManagerState
+    from ._token_manager import TokenManager as TokenManager
     from .integrations._web_login import WebLogin as WebLogin
+    from .storage import AuthData as AuthData
+    from .storage import AuthStorage as AuthStorage
     from .storage import CodexAuthStorage as CodexAuthStorage
+    from .storage import FileSystemAuthStorage as FileSystemAuthStorage
+    from .storage import InMemoryAuthStorage as InMemoryAuthStorage
     from .storage import KeyringAuthStorage as KeyringAuthStorage
     from .storage._redis import RedisAuthStorage as RedisAuthStorage
 
-#: Names the hot path (a TokenManager over a storage) never needs, loaded on first use: the
-#: interactive logins, the other backends and their dependencies cost nothing to a proxy that
-#: only serves tokens (``python -X importtime -c "import vandamme_oauth"``).
+#: Every public name but the exceptions loads on first use (PEP 562): ``import vandamme_oauth``
+#: costs next to nothing, and a proxy that only serves tokens loads the manager and its
+#: storage, never the interactive logins, the other backends or a provider's dialect
+#: (``python -X importtime -c "from vandamme_oauth import TokenManager"``).
 _LAZY = {
+    "AuthData": ".storage",
+    "AuthStorage": ".storage",
     "CodexAuthStorage": ".storage._codex",
     "DeviceCode": "._device",
     "DeviceFlow": "._device",
+    "Dialect": "._dialect",
+    "FileSystemAuthStorage": ".storage",
+    "InMemoryAuthStorage": ".storage",
     "KeyringAuthStorage": ".storage._keyring",
+    "ManagerState": "._token_manager",
     "OAuthFlow": "._flow",
     "PkcePair": "._pkce",
+    "ProviderConfig": "._provider",
     "RedisAuthStorage": ".storage._redis",
+    "RetryPolicy": "._http_client",
+    "TokenClient": "._token_client",
+    "TokenManager": "._token_manager",
     "WebLogin": ".integrations._web_login",
     "decode_claims": "._jwt_claims",
+    "dialect_named": "._dialect",
     "new_pkce": "._pkce",
     "new_state": "._pkce",
     "open_login": "._profiles",
@@ -139,6 +151,10 @@ def __getattr__(name: str) -> Any:
             ) from exc
         globals()[name] = value  # the next lookup is a plain attribute
         return value
+    if name in ("storage", "integrations", "providers"):  # the subpackages, on first use
+        from importlib import import_module
+
+        return import_module(f".{name}", __name__)
     if name == "__version__":
         # Looked up lazily: importlib.metadata is slow to import.
         from importlib.metadata import version
