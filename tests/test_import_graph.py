@@ -33,6 +33,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("_dialect", "_provider", "_protocol", "_token_response", "_device_codes"),
     "transport": ("_http_client", "_token_client", "_callback_server", "_discovery"),
     "orchestration": (
+        "_manager_policy",
         "_token_manager",
         "_flow",
         "_device",

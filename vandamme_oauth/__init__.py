@@ -26,6 +26,7 @@ from ._exceptions import StateMismatchError as StateMismatchError
 from ._exceptions import StorageError as StorageError
 from ._exceptions import TokenEndpointError as TokenEndpointError
 from ._exceptions import TokenError as TokenError
+from ._exceptions import TokenLifetimeError as TokenLifetimeError
 from ._exceptions import ValidationError as ValidationError
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ __all__ = [
     "TokenClient",
     "TokenEndpointError",
     "TokenError",
+    "TokenLifetimeError",
     "TokenManager",
     "ValidationError",
     "WebLogin",

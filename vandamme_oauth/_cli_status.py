@@ -26,8 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 from ._cli_common import known_logins, login_command, make_storage, where
 from ._exceptions import OAuthError, ReauthenticationRequired, StorageError
+from ._manager_policy import Windows
 from ._profiles import load_provider
-from ._token_manager import TokenManager, _Windows
+from ._token_manager import TokenManager
 from .providers import chatgpt
 
 if TYPE_CHECKING:
@@ -133,9 +134,14 @@ def _judge(auth: AuthData, provider: ProviderConfig | None, now: float) -> tuple
     """(state, usable, detail) of a stored login, from its times alone."""
     if provider is None:
         return "no provider", False, "its provider profile is missing: log in again"
-    windows = _Windows.of(
-        auth,
-        fallback_lifetime=provider.fallback_lifetime,
+    expires_at = auth.expires_at
+    if expires_at is None:
+        expires_at = auth.last_refresh + provider.fallback_lifetime
+    windows = Windows.of(  # on the wall clock: status reads stored times
+        expires_at=expires_at,
+        last_refresh=auth.last_refresh,
+        wall_now=now,
+        steady_now=now,
         margin=_MARGIN,
         mandatory_margin=_MANDATORY,
     )

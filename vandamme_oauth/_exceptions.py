@@ -17,6 +17,7 @@ token, authorization code, state or PKCE verifier (``TokenError.salvage`` holds 
     ├── NetworkError                 the server could not be reached (transient)
     ├── TokenError                   a token response is unusable
     │   ├── TokenEndpointError
+    │   ├── TokenLifetimeError       tokens that expire before they can be served
     │   └── ReauthenticationRequired the refresh token is dead: log in again
     └── OAuthFlowError               the browser login did not complete
         ├── AuthorizationError       the provider answered error=...
@@ -47,6 +48,7 @@ __all__ = [
     "StorageError",
     "TokenEndpointError",
     "TokenError",
+    "TokenLifetimeError",
     "ValidationError",
 ]
 
@@ -174,6 +176,11 @@ class TokenError(OAuthError):
 
 class TokenEndpointError(TokenError, HttpError):
     """The token endpoint answered with an error status."""
+
+
+class TokenLifetimeError(TokenError):
+    """The provider issued a token that expired before it could be served (it lived less than
+    the round trip); refreshes are paced (``min_refresh_interval``) rather than looped."""
 
 
 class ReauthenticationRequired(TokenError):

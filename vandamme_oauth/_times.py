@@ -16,9 +16,14 @@ The rules:
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import TYPE_CHECKING
 
-__all__ = ["MAX_INSTANT", "MAX_LIFETIME", "check_instant", "check_lifetime"]
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["MAX_INSTANT", "MAX_LIFETIME", "check_instant", "check_lifetime", "steady_clock"]
 
 MAX_LIFETIME = 10 * 365 * 24 * 3600.0
 MAX_INSTANT = 253_402_300_799.0  # 9999-12-31T23:59:59Z
@@ -58,3 +63,23 @@ def check_instant(value: object) -> float | None:
     if number is None or not 0 <= number <= MAX_INSTANT:
         return None
     return number
+
+
+def _steady_clock() -> Callable[[], float]:
+    """The best clock the platform has that neither steps (NTP, a user setting the time) nor
+    stops while the machine sleeps: Linux ``CLOCK_BOOTTIME``; macOS and the BSDs
+    ``CLOCK_MONOTONIC`` (which counts sleep there); elsewhere (Windows) `time.monotonic`."""
+    import sys
+    import time
+
+    clock_id = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock_id is None and sys.platform != "win32" and not sys.platform.startswith("linux"):
+        clock_id = getattr(time, "CLOCK_MONOTONIC", None)
+    if clock_id is None:
+        return time.monotonic
+    return functools.partial(time.clock_gettime, clock_id)
+
+
+#: Seconds on a clock that neither steps nor stops during suspend (see `_steady_clock`): the
+#: token manager anchors each login's expiry to it once, when the login is adopted.
+steady_clock: Callable[[], float] = _steady_clock()

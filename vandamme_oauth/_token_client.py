@@ -107,6 +107,9 @@ class TokenClient(AsyncClosing):
         self, request: TokenRequest, *, grant: Grant, previous: AuthData | None
     ) -> AuthData:
         started = time.monotonic()
+        # expires_in counts from when the server answered, which is after we sent: counting
+        # from the moment we send errs on the early side, never the late one.
+        sent_at = self._clock()
         log.debug("token request started", extra={"grant": grant, "url": request.url})
         try:
             response = await self.post(request, idempotent=False)
@@ -122,7 +125,7 @@ class TokenClient(AsyncClosing):
                 response.status_code,
                 response.content,
                 provider=self.provider,
-                now=self._clock(),
+                now=sent_at,
                 grant=grant,
                 previous=previous,
                 url=request.url,

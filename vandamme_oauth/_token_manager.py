@@ -1,26 +1,22 @@
 """TokenManager: a valid access token on the hot path; refreshes are the manager's own work.
 
-Each login the manager has adopted has three instants (see `_Windows`)::
-
-    last_refresh ......... advisory ......... mandatory ...... expiry
-         │      fresh         │  refreshing ahead  │  waiting     │  expired: waiting
-         │  (hot path)        │  (served at once)  │  (for the    │  (never served)
-                                                       refresh)
-
-``advisory`` is ``refresh_margin`` before expiry (half the lifetime for tokens that live less
-than twice the margin); ``mandatory`` is ``mandatory_margin`` before expiry (at most a tenth
-of the lifetime), the allowance for clock skew between us and the provider.
+Every call is decided by one pure function, ``decide(now, snapshot)`` in
+`vandamme_oauth._manager_policy`, which also says what ``manager.state`` reports. The manager
+stores its phase (empty, active, backing off, dead, misconfigured) and changes it in the few
+places that cause a change: adopting a login, the outcome of a refresh, a logout.
 
 How a call moves between the states ([`ManagerState`][vandamme_oauth.ManagerState]):
 
-- **FRESH**: before ``advisory``, ``get_access_token()`` reads the clock once, compares it
-  with one float and returns the cached token: no lock, no I/O, no suspension.
-- **REFRESHING_AHEAD**: from ``advisory`` to ``mandatory`` the first call starts ONE refresh
-  in a task the manager owns and every call, that one included, gets the current token at
-  once. A token endpoint that hangs never delays them.
-- **WAITING**: from ``mandatory`` on (and with no login loaded yet, or after an API reported
-  the token unauthorized), callers await the shared result of that one task: one future, no
-  lock chain. A caller that is cancelled or times out leaves; the refresh goes on.
+- **FRESH**: before the advisory instant (``refresh_margin`` before expiry),
+  ``get_access_token()`` reads the clock once, compares it with one float and returns the
+  cached token: no lock, no I/O, no suspension.
+- **REFRESHING_AHEAD**: from advisory to mandatory (``mandatory_margin`` before expiry) the
+  first call starts ONE refresh in a task the manager owns and every call, that one included,
+  gets the current token at once. A token endpoint that hangs never delays them.
+- **WAITING**: from mandatory on (and with no login loaded yet, or after an API reported the
+  token unauthorized), callers await the refresh's result, each on a plain future that the
+  refresh sets (O(1) per waiter and per cancellation). A caller that is cancelled or times
+  out leaves; the refresh goes on.
 - **BACKING_OFF**: a transient failure (5xx, 429, network, a broken answer) keeps serving the
   token while it has not expired, and no new refresh starts until the backoff, measured from
   the END of the failed attempt (``Retry-After`` honoured up to ``max_backoff``), is over.
@@ -28,6 +24,20 @@ How a call moves between the states ([`ManagerState`][vandamme_oauth.ManagerStat
 - **DEAD**: the provider rejected the refresh token for good. The still-valid token is served
   until it expires, then [`ReauthenticationRequired`][vandamme_oauth.ReauthenticationRequired] is
   raised without a request, until storage holds another refresh token (a new login).
+- **MISCONFIGURED**: the provider refused the client itself (a non-transient 4xx such as
+  ``invalid_client``: a deleted client, a rotated secret). Never retried by itself; the token
+  is served until it expires, then an error naming the fix, without a request; a new login
+  in storage heals it.
+- **HOLDING_UNSAVED**: a refreshed login that storage refused is served from memory and
+  offered to storage again about once a second.
+- **EMPTY**: nothing loaded yet, or the login was removed from storage (a logout).
+
+Time: each adopted login's absolute ``expires_at`` is anchored once to a steady clock (Linux
+``CLOCK_BOOTTIME``: it neither steps with NTP nor stops during suspend), so a wall clock
+stepped back never keeps an expired token fresh. A refresh starts at most once per
+``min_refresh_interval`` (1 s) per login, so a provider issuing tokens that live less than a
+round trip gets no hot loop, and a token is never served past its expiry: a waiter handed a
+token that expired on arrival gets `TokenLifetimeError`.
 
 The refresh task (single flight, RFC 6749 section 6, RFC 9700 section 4.14): read storage
 and adopt what another process stored; take ``storage.lock()`` (other processes and hosts);
@@ -47,12 +57,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import math
 import time
 import weakref
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
 
 from ._backoff import Backoff
@@ -64,8 +72,22 @@ from ._exceptions import (
     OAuthError,
     ReauthenticationRequired,
     StorageError,
+    TokenEndpointError,
     TokenError,
+    TokenLifetimeError,
 )
+from ._manager_policy import (
+    NO_WINDOWS,
+    Action,
+    ManagerState,
+    Phase,
+    Snapshot,
+    Windows,
+    decide,
+    hot_until,
+    state_of,
+)
+from ._times import steady_clock as _platform_steady_clock
 from ._token_client import TokenClient
 from .storage._base import Preparable, Watchable
 
@@ -82,7 +104,7 @@ __all__ = ["ManagerState", "TokenManager"]
 
 log = logging.getLogger(__name__)
 
-_TRANSIENT = (TokenError, HttpError, NetworkError)
+_REFRESH_ERRORS = (TokenError, HttpError, NetworkError)
 _UNSAVED_RETRY = 1.0  # seconds before a call tries again to store a login held in memory
 
 
@@ -93,47 +115,16 @@ def _fresh(exc: BaseException) -> BaseException:
     new.args = exc.args
     if hasattr(exc, "__dict__"):
         new.__dict__.update(exc.__dict__)
+    new.__cause__ = exc.__cause__
     return new
 
 
-class ManagerState(enum.Enum):
-    """Where a [`TokenManager`][vandamme_oauth.TokenManager] stands; see the module docstring for
-    the moves."""
-
-    EMPTY = "empty"  #: no login loaded yet (or storage holds none)
-    FRESH = "fresh"  #: the cached token is served on the hot path
-    REFRESHING_AHEAD = "refreshing ahead"  #: a refresh runs or is due; callers get the token
-    WAITING = "waiting"  #: callers wait for a refresh (mandatory window, expired, or rejected)
-    BACKING_OFF = "backing off"  #: the last refresh failed transiently
-    DEAD = "dead"  #: the refresh token was rejected; a new login is needed
-
-
-@dataclass(frozen=True, slots=True)
-class _Windows:
-    """The instants of one adopted login (seconds since the epoch)."""
-
-    advisory: float
-    mandatory: float
-    expiry: float
-
-    @classmethod
-    def of(
-        cls, auth: AuthData, *, fallback_lifetime: float, margin: float, mandatory_margin: float
-    ) -> _Windows:
-        expiry = (
-            auth.expires_at
-            if auth.expires_at is not None
-            else auth.last_refresh + fallback_lifetime
-        )
-        lifetime = expiry - auth.last_refresh
-        if lifetime > 0:
-            margin = min(margin, lifetime / 2)
-            mandatory_margin = min(mandatory_margin, lifetime / 10)
-        mandatory = expiry - min(mandatory_margin, margin)
-        return cls(advisory=expiry - margin, mandatory=mandatory, expiry=expiry)
-
-
-_NONE = _Windows(-math.inf, -math.inf, -math.inf)
+def _transient(exc: OAuthError) -> bool:
+    """Whether trying again later may succeed: the error's own ``transient`` flag (HTTP and
+    network errors); an unusable answer (a plain `TokenError`) may be better next time."""
+    if isinstance(exc, HttpError | NetworkError):
+        return bool(exc.transient)
+    return True
 
 
 class TokenManager(AsyncClosing):
@@ -148,11 +139,18 @@ class TokenManager(AsyncClosing):
         mandatory_margin: From this many seconds before expiry, callers wait for the refresh
             instead of getting the old token (default 20: clock skew; at most a tenth of the
             token's lifetime).
-        clock: Wall clock in seconds since the epoch (injectable for tests).
+        clock: Wall clock in seconds since the epoch (injectable for tests): what stored
+            times are read and written in.
+        steady_clock: The clock expiry is counted on once a login is adopted: one that
+            neither steps nor stops during suspend (default: Linux ``CLOCK_BOOTTIME``, macOS
+            ``CLOCK_MONOTONIC``, else `time.monotonic`; with a custom ``clock`` and no
+            ``steady_clock``, that ``clock``).
         http_client: An AsyncClient for the token endpoint (not closed by us).
         retry: Retry policy for requests that are safe to repeat.
         max_backoff: Upper bound, seconds, between refresh attempts after transient failures
             (``Retry-After`` is honoured up to this bound).
+        min_refresh_interval: At most one refresh starts per this many seconds (default 1):
+            a provider whose tokens live less than a round trip gets no hot loop.
         watch_interval: How often, in seconds, the watcher looks for logins written by others
             when the backend cannot notify (None: no watcher).
         close_timeout: How long `aclose()` waits for a refresh in flight to be stored.
@@ -166,9 +164,11 @@ class TokenManager(AsyncClosing):
         refresh_margin: float = 300.0,
         mandatory_margin: float = 20.0,
         clock: Callable[[], float] = time.time,
+        steady_clock: Callable[[], float] | None = None,
         http_client: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
         max_backoff: float = 60.0,
+        min_refresh_interval: float = 1.0,
         watch_interval: float | None = 0.5,
         close_timeout: float = 10.0,
     ) -> None:
@@ -177,26 +177,35 @@ class TokenManager(AsyncClosing):
         self.refresh_margin = refresh_margin
         self.mandatory_margin = mandatory_margin
         self.max_backoff = max_backoff
+        self.min_refresh_interval = min_refresh_interval
         self.watch_interval = watch_interval
         self.close_timeout = close_timeout
         self._clock = clock
+        if steady_clock is None:
+            steady_clock = _platform_steady_clock if clock is time.time else clock
+        self._now = steady_clock
         self._tokens = TokenClient(provider, http_client=http_client, retry=retry, clock=clock)
-        # The login being served; the hot path reads only _token and _fresh_until.
-        self._auth: AuthData | None = None
+        # The hot path reads only _token and _serve_until (both set by _decided()).
         self._token = ""
-        self._fresh_until = -math.inf
-        self._windows = _NONE
-        self._generation = 0  # bumped whenever _auth changes (the watcher checks it)
+        self._serve_until = -math.inf
+        # The state: the phase and what the decisions read (see _snapshot()).
+        self._phase = Phase.EMPTY
+        self._auth: AuthData | None = None
+        self._windows = NO_WINDOWS
+        self._backoff_until = -math.inf  # after a transient failure or a storage outage
+        self._floor_until = -math.inf  # the rate floor: min_refresh_interval after a refresh
         self._rejected: str | None = None  # an access token an API answered 401 to
-        # Failures.
-        self._dead: tuple[str | None, ReauthenticationRequired] | None = None
+        self._stopped_by: OAuthError | None = None  # DEAD, MISCONFIGURED, BACKING_OFF: why
         self._failures = 0
-        self._backoff_until = -math.inf
-        self._last_error: OAuthError | None = None
         # A refreshed login the storage refused: (the login it replaces, the new login).
         self._unsaved: tuple[AuthData, AuthData] | None = None
-        # Owned tasks.
+        self._store_retry_at = -math.inf
+        self._generation = 0  # bumped whenever _auth changes (the watcher checks it)
+        self._last_round_trip = 0.0
+        # Owned tasks and the callers waiting on the refresh, each on its own future.
         self._task: asyncio.Task[AuthData] | None = None
+        self._waiters: set[asyncio.Future[AuthData]] = set()
+        self._forced = False  # the running refresh was asked for by refresh()
         self._watcher: asyncio.Task[None] | None = None
         self._again = False  # start another refresh when this one ends
         self._closed = False
@@ -248,21 +257,9 @@ class TokenManager(AsyncClosing):
 
     @property
     def state(self) -> ManagerState:
-        """Where the manager stands now (see [`ManagerState`][vandamme_oauth.ManagerState])."""
-        auth, now = self._auth, self._clock()
-        if auth is None:
-            return ManagerState.EMPTY
-        if self._dead is not None and self._dead[0] == auth.refresh_token:
-            return ManagerState.DEAD
-        if self._task is None and now < self._backoff_until:
-            return ManagerState.BACKING_OFF
-        if self._task is not None or now >= self._windows.advisory:
-            # A refresh runs, or the next call starts one (the token is in its margin, or an
-            # API rejected it): do callers get the token meanwhile, or wait?
-            return (
-                ManagerState.REFRESHING_AHEAD if self._serves_at_once(now) else ManagerState.WAITING
-            )
-        return ManagerState.FRESH
+        """Where the manager stands now (see [`ManagerState`][vandamme_oauth.ManagerState]):
+        read from the same decision every call makes."""
+        return state_of(self._now(), self._snapshot())
 
     async def get_access_token(self) -> str:
         """Return a valid access token.
@@ -272,10 +269,11 @@ class TokenManager(AsyncClosing):
             ReauthenticationRequired: the refresh token was rejected for good and the access
                 token has expired.
             StorageError: storage cannot be read or written and no valid token is held.
-            TokenEndpointError, TokenError, NetworkError: the refresh failed transiently and
-                the current token has expired.
+            TokenEndpointError, TokenError, NetworkError: the refresh failed (and the current
+                token has expired); `TokenLifetimeError` when the provider's tokens expire
+                before they arrive.
         """
-        if self._clock() < self._fresh_until:
+        if self._now() < self._serve_until:
             return self._token
         return (await self._slow_path()).access_token
 
@@ -283,7 +281,7 @@ class TokenManager(AsyncClosing):
         """Like `get_access_token()`, returning the whole login (e.g. ``account_id`` for the
         ``ChatGPT-Account-ID`` header)."""
         auth = self._auth
-        if self._clock() < self._fresh_until and auth is not None:
+        if self._now() < self._serve_until and auth is not None:
             return auth
         return await self._slow_path()
 
@@ -293,53 +291,60 @@ class TokenManager(AsyncClosing):
         If that token is still the current one, the next calls wait for one refresh (however
         many callers report it); reports about older tokens are ignored.
         """
-        if access_token and access_token == self._token:
+        if access_token and access_token == self._token and access_token != self._rejected:
             log.info("access token reported unauthorized; the next call refreshes")
             self._rejected = access_token
-            self._fresh_until = -math.inf
-            self._windows = _NONE
+            self._decided()
 
     async def refresh(self) -> AuthData:
-        """Refresh the current token now (or join the refresh in flight); return the login."""
+        """Refresh the current token now (or join the refresh in flight) and return the new
+        login. Other callers keep getting the current token meanwhile, and keep getting it if
+        this refresh fails while it is still valid.
+
+        Raises:
+            the refresh's error, as `get_access_token()` does, even while the current token
+            is still valid.
+        """
         if self._auth is None:
             await self._slow_path()
-        self.report_unauthorized(self._token)
+        if self._task is None:
+            self._forced = True
         return await self._wait()
 
-    # -- the slow path: decide, then serve, start or wait ----------------------------------
+    # -- the decisions ------------------------------------------------------------------------
 
-    def _serves_at_once(self, now: float) -> bool:
-        """True while the cached token may be handed out without waiting for a refresh."""
-        return now < self._windows.mandatory
+    def _snapshot(self, *, in_task: bool = False) -> Snapshot:
+        """What the decisions read; ``in_task``: as the refresh task sees it (it does not
+        wait for itself)."""
+        return Snapshot(
+            phase=self._phase,
+            windows=self._windows,
+            retry_at=max(self._backoff_until, self._floor_until),
+            rejected=self._rejected is not None and self._rejected == self._token,
+            unsaved=self._unsaved is not None,
+            store_retry_at=self._store_retry_at,
+            refreshing=self._task is not None and not in_task,
+        )
 
-    def _servable(self, now: float) -> bool:
-        """True while the cached token has not expired (and no API rejected it)."""
-        return now < self._windows.expiry
+    def _decided(self) -> None:
+        """Recompute the hot path's bound after a change of state."""
+        self._serve_until = hot_until(self._snapshot())
 
-    def _is_dead(self) -> ReauthenticationRequired | None:
-        auth = self._auth
-        if self._dead is not None and auth is not None and self._dead[0] == auth.refresh_token:
-            return self._dead[1]
-        return None
+    def _set_phase(self, phase: Phase, reason: OAuthError | None = None) -> None:
+        self._phase = phase
+        self._stopped_by = reason
 
     async def _slow_path(self) -> AuthData:
         if self._closed:
             raise OAuthError("this TokenManager is closed")
         self._start_watcher()
-        now = self._clock()
         auth = self._auth
-        if auth is not None:
-            if now < self._fresh_until:
-                return auth
-            dead = self._is_dead()
-            blocked = dead is not None or now < self._backoff_until
-            if self._serves_at_once(now) or (blocked and self._servable(now)):
-                if not blocked or self._unsaved is not None:
-                    self._start_refresh()
-                return auth
-        # No token to serve: wait for the task. When the refresh token is dead or we are
-        # backing off, the task only re-reads storage (a new login heals us) and raises the
-        # remembered error: no request.
+        action = decide(self._now(), self._snapshot())
+        if auth is not None and action is Action.SERVE:
+            return auth
+        if auth is not None and action is Action.SERVE_AND_REFRESH:
+            self._start_refresh()
+            return auth
         return await self._wait()
 
     def _start_refresh(self) -> None:
@@ -347,67 +352,97 @@ class TokenManager(AsyncClosing):
             task = asyncio.create_task(self._run(), name=f"vandamme-oauth refresh {self!r}")
             task.add_done_callback(self._refresh_done)
             self._task = task
+            self._decided()
 
     def _refresh_done(self, task: asyncio.Task[AuthData]) -> None:
         if self._task is task:
             self._task = None
-        if not task.cancelled():
-            task.exception()  # retrieved: a refresh ahead may end with no one waiting
+            self._forced = False
+        waiters, self._waiters = self._waiters, set()
+        if task.cancelled():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(
+                        OAuthError("the refresh was abandoned because the TokenManager closed")
+                    )
+        elif (exc := task.exception()) is not None:  # retrieved: no one may be waiting
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(_fresh(exc))
+        else:
+            result = task.result()
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(result)
+        self._decided()
         if self._again:
             self._again = False
             if not self._closed:
                 self._start_refresh()
 
     async def _wait(self) -> AuthData:
-        """Start the refresh task unless it runs, and wait for its outcome."""
+        """Start the refresh task unless it runs, and wait for its outcome on a future of
+        this caller's own: leaving (a cancellation, a timeout) costs O(1) and never
+        cancels the refresh."""
         self._start_refresh()
-        task = self._task
-        if task is None:  # pragma: no cover - _start_refresh just set it
-            raise OAuthError("no refresh task")
-        # shield: a caller that leaves never cancels the task. (It also costs O(1) per
-        # waiter; asyncio.wait would unregister each waiter in O(waiters): quadratic.)
+        waiter: asyncio.Future[AuthData] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
         try:
-            return await asyncio.shield(task)
+            result = await waiter
         except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if task.cancelled() and (current is None or not current.cancelling()):
-                raise OAuthError(
-                    "the refresh was abandoned because the TokenManager closed"
-                ) from None
+            self._waiters.discard(waiter)
             raise
-        except Exception as exc:
-            raise _fresh(exc) from exc.__cause__
+        if result is self._auth and not self._now() < self._windows.expiry:
+            lifetime = _lifetime(result)
+            raise TokenLifetimeError(
+                f"the provider issued a token that lived {lifetime:.3g} s, less than the round "
+                f"trip ({self._last_round_trip:.3g} s): it expired before it could be served. "
+                "Check the provider's access-token lifetime"
+            )
+        return result
 
     # -- adopting logins ------------------------------------------------------------------------
 
-    def _adopt(self, auth: AuthData) -> None:
+    def _adopt(self, auth: AuthData, *, ours: bool = False) -> None:
+        """Serve ``auth`` from now on: a login read from storage, or (``ours``) the one our
+        own refresh just produced."""
         previous = self._auth
-        if previous is not None and auth.refresh_token != previous.refresh_token:
-            self._failures = 0  # a new refresh token: earlier failures say nothing of it
+        if previous is None or auth.refresh_token != previous.refresh_token:
+            # A new refresh token: what failed with the old one says nothing of it. The rate
+            # floor is about our own refreshes: a login from elsewhere lifts it.
+            self._failures = 0
             self._backoff_until = -math.inf
+            if not ours:
+                self._floor_until = -math.inf
+            self._set_phase(Phase.ACTIVE)
         if auth.access_token != self._rejected:
             self._rejected = None
         self._auth = auth
         self._token = auth.access_token
         self._generation += 1
-        if auth.access_token == self._rejected:
-            self._windows = _NONE
-        else:
-            self._windows = _Windows.of(
-                auth,
-                fallback_lifetime=self.provider.fallback_lifetime,
-                margin=self.refresh_margin,
-                mandatory_margin=self.mandatory_margin,
-            )
-        self._fresh_until = self._windows.advisory
-        if self._unsaved is not None:
-            # Come back soon to store what storage refused.
-            self._fresh_until = min(self._fresh_until, self._clock() + _UNSAVED_RETRY)
+        wall = self._clock()
+        expires_at = (
+            auth.expires_at
+            if auth.expires_at is not None
+            else auth.last_refresh + self.provider.fallback_lifetime
+        )
+        self._windows = Windows.of(
+            expires_at=expires_at,
+            last_refresh=auth.last_refresh,
+            wall_now=wall,
+            steady_now=self._now(),
+            margin=self.refresh_margin,
+            mandatory_margin=self.mandatory_margin,
+        )
+        self._decided()
 
     def _forget(self) -> None:
         self._auth, self._token = None, ""
-        self._fresh_until, self._windows = -math.inf, _NONE
+        self._windows = NO_WINDOWS
+        self._set_phase(Phase.EMPTY)
+        self._backoff_until = -math.inf
         self._generation += 1
+        self._decided()
 
     async def _read(self) -> AuthData:
         stored = await self.storage.read_auth()
@@ -421,12 +456,19 @@ class TokenManager(AsyncClosing):
 
     def _storage_failed(self, exc: StorageError) -> AuthData:
         """Serve the cached token through a storage outage while it has not expired."""
-        now = self._clock()
+        now = self._now()
         auth = self._auth
-        if auth is None or not self._servable(now):
+        if (
+            self._forced
+            or auth is None
+            or self._rejected == self._token
+            or not now < self._windows.expiry
+        ):
             raise exc
         log.warning("storage failed (%s); serving the still-valid token", exc)
-        self._fresh_until = min(self._windows.mandatory, now + _UNSAVED_RETRY)
+        # Look at storage again in a second (no new refresh before; the token is served).
+        self._backoff_until = max(self._backoff_until, now + _UNSAVED_RETRY)
+        self._decided()
         return auth
 
     # -- the refresh task -------------------------------------------------------------------
@@ -435,30 +477,61 @@ class TokenManager(AsyncClosing):
         try:
             stored = await self._read()
             if self._unsaved is None:
-                now = self._clock()
                 if stored != self._auth:
+                    renewed = stored.access_token != self._token
                     self._adopt(stored)
-                    if self._serves_at_once(now) and now >= self._fresh_until:
+                    action = decide(self._now(), self._snapshot(in_task=True))
+                    if action is Action.SERVE_AND_REFRESH and not self._forced:
                         # Callers may have the adopted token now; refresh it in a new task.
                         self._again = True
                         return stored
-                if now < self._fresh_until:
-                    return stored
-                if self._is_dead() is not None or now < self._backoff_until:
-                    return self._serve_or_raise(now)
+                    if action is Action.SERVE and (renewed or not self._forced):
+                        return stored  # another process refreshed: that is our refresh too
+                action = decide(self._now(), self._snapshot(in_task=True))
+                if action is Action.RECHECK or (action is Action.SERVE and not self._forced):
+                    return self._serve_or_raise()
             async with self.storage.lock():
                 return await self._refresh_locked()
         except StorageError as exc:
             return self._storage_failed(exc)
 
-    def _serve_or_raise(self, now: float) -> AuthData:
+    def _serve_or_raise(self) -> AuthData:
+        """The current login while it may be served; else the error that stops refreshes."""
         auth = self._auth
-        if auth is not None and self._servable(now):
+        valid = self._rejected != self._token and self._now() < self._windows.expiry
+        if auth is not None and valid and not self._forced:
             return auth
-        error = self._is_dead() or self._last_error
-        if error is None:  # pragma: no cover - only reached with one of the two set
-            raise OAuthError("no valid token and no refresh possible")
+        error = self._stopped_by
+        if error is None:  # only the rate floor stopped us
+            error = self._floor_error(auth)
+        if isinstance(error, TokenEndpointError) and self._phase is Phase.MISCONFIGURED:
+            raise self._misconfigured_error(error)
         raise _fresh(error)
+
+    def _floor_error(self, auth: AuthData | None) -> OAuthError:
+        wait = max(self._floor_until - self._now(), 0.0)
+        if auth is not None and self._rejected == self._token:
+            return TokenError(
+                f"an API rejected the token refreshed less than {self.min_refresh_interval:g} s "
+                f"ago; the next refresh may start in {wait:.2g} s (min_refresh_interval)"
+            )
+        if auth is None:  # pragma: no cover - the floor is set only by a refresh of a login
+            return OAuthError("no login is loaded")
+        return TokenLifetimeError(
+            f"the provider's tokens live {_lifetime(auth):.3g} s, and a refresh starts at most "
+            f"once per {self.min_refresh_interval:g} s (min_refresh_interval): the next may "
+            f"start in {wait:.2g} s. Check the provider's access-token lifetime"
+        )
+
+    def _misconfigured_error(self, error: TokenEndpointError) -> TokenEndpointError:
+        new = _fresh(error)
+        assert isinstance(new, TokenEndpointError)  # noqa: S101 - _fresh keeps the type
+        new.args = (
+            f"{error}; the provider refuses this client: check its client id and secret "
+            f"(register it again if it was deleted), then log in again: "
+            f"{self.provider.dialect.login_command(self.provider)}",
+        )
+        return new
 
     async def _persist_unsaved(self, latest: AuthData) -> AuthData:
         if self._unsaved is None:  # pragma: no cover - the caller checked
@@ -478,26 +551,42 @@ class TokenManager(AsyncClosing):
         latest = await self._read()
         if self._unsaved is not None:
             latest = await self._persist_unsaved(latest)
+            if (
+                not self._forced
+                and decide(self._now(), self._snapshot(in_task=True)) is Action.SERVE
+            ):
+                return latest
         elif latest != self._auth:
             self._adopt(latest)
-        now = self._clock()
-        if now < self._fresh_until:
-            log.info("adopted a token stored by another process")
-            return latest
-        if self._is_dead() is not None:
-            return self._serve_or_raise(now)
+            if decide(self._now(), self._snapshot(in_task=True)) is Action.SERVE:
+                log.info("adopted a token stored by another process")
+                return latest
+        if self._phase in (Phase.DEAD, Phase.MISCONFIGURED):
+            return self._serve_or_raise()
+        started = self._now()
         try:
             new = await self._tokens.refresh(latest)
         except ReauthenticationRequired as exc:
             return await self._rejected_for_good(latest, exc)
-        except _TRANSIENT as exc:
+        except _REFRESH_ERRORS as exc:
+            self._last_round_trip = self._now() - started
             if isinstance(exc, TokenError) and exc.salvage is not None:
                 await self._store(latest, exc.salvage)
-            self._back_off(exc)
-            return self._serve_or_raise(self._clock())
+            if _transient(exc):
+                self._back_off(exc)
+            else:
+                log.error("the provider refused the client: %s", exc)
+                self._set_phase(Phase.MISCONFIGURED, exc)
+            self._decided()
+            if self._forced:
+                raise
+            return self._serve_or_raise()
+        self._last_round_trip = self._now() - started
         self._failures = 0
-        self._backoff_until = -math.inf
+        self._set_phase(Phase.ACTIVE)
         self._rejected = None
+        # The rate floor: the next refresh starts no sooner (failures have their backoff).
+        self._floor_until = started + self.min_refresh_interval
         await self._store(latest, new)
         return new
 
@@ -512,7 +601,8 @@ class TokenManager(AsyncClosing):
                 exc if isinstance(exc, OAuthError) else type(exc).__name__,
             )
             self._unsaved = (base, new)
-        self._adopt(new)
+            self._store_retry_at = self._now() + _UNSAVED_RETRY
+        self._adopt(new, ours=True)
 
     async def _rejected_for_good(self, latest: AuthData, exc: ReauthenticationRequired) -> AuthData:
         newer = await self.storage.read_auth()
@@ -521,8 +611,11 @@ class TokenManager(AsyncClosing):
             self._adopt(newer)
             return newer
         log.error("%s", exc)
-        self._dead = (latest.refresh_token, exc)
-        return self._serve_or_raise(self._clock())
+        self._set_phase(Phase.DEAD, exc)
+        self._decided()
+        if self._forced:
+            raise exc
+        return self._serve_or_raise()
 
     def _back_off(self, exc: OAuthError) -> None:
         # The library's one backoff formula, but not stamina's loop: this is a gate that
@@ -533,8 +626,8 @@ class TokenManager(AsyncClosing):
         delay = Backoff(1.0, self.max_backoff).delay(
             self._failures, retry_after if isinstance(retry_after, float) else None
         )
-        self._backoff_until = self._clock() + delay  # from the END of the failed attempt
-        self._last_error = exc
+        self._backoff_until = self._now() + delay  # from the END of the failed attempt
+        self._set_phase(Phase.BACKING_OFF, exc)
         log.warning("refresh failed (%s); next attempt in %.0f s", exc, delay)
 
     # -- watching storage -------------------------------------------------------------------
@@ -574,6 +667,11 @@ class TokenManager(AsyncClosing):
             if self._auth is not None:
                 log.info("adopted a login stored by another process")
             self._adopt(stored)
+
+
+def _lifetime(auth: AuthData) -> float:
+    """How long ``auth``'s token lives from its refresh (0 when no expiry is known)."""
+    return max((auth.expires_at or auth.last_refresh) - auth.last_refresh, 0.0)
 
 
 async def _watch(ref: weakref.ref[TokenManager], changes: AsyncGenerator[None, None]) -> None:
