@@ -302,8 +302,8 @@ class TokenManager(AsyncClosing):
         this refresh fails while it is still valid.
 
         Raises:
-            the refresh's error, as `get_access_token()` does, even while the current token
-            is still valid.
+            OAuthError: the refresh's error (as for `get_access_token()`), even while the
+                current token is still valid.
         """
         if self._auth is None:
             await self._slow_path()
