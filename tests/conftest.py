@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from harness.redis_server import RedisCluster, RedisServer
+from tests.support.managers import FakeTokenEndpoint
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
 
 class FakeClock:
@@ -52,3 +54,16 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+def endpoint() -> FakeTokenEndpoint:
+    """An in-process token endpoint that rotates refresh tokens (tests.support.managers)."""
+    return FakeTokenEndpoint()
+
+
+@pytest.fixture
+async def http(endpoint: FakeTokenEndpoint) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client whose every request goes to ``endpoint``."""
+    async with httpx.AsyncClient(transport=httpx.MockTransport(endpoint.handler)) as client:
+        yield client

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.conftest import FakeClock
-from tests.test_token_manager import until_seen, watch_adoptions
+from tests.support.managers import until_seen, watch_adoptions
 from vandamme_oauth import (
     AuthData,
     AuthStorage,

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import FakeClock
 from tests.storage.test_contract import LOGIN, relogin_and_logout_reach_a_manager
-from tests.test_token_manager import FakeTokenEndpoint, manager
+from tests.support.managers import FakeTokenEndpoint, manager
 from vandamme_oauth import FileSystemAuthStorage, StorageError
 from vandamme_oauth.storage import default_home, list_logins
 
