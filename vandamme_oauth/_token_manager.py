@@ -526,11 +526,12 @@ class TokenManager(AsyncClosing):
     def _misconfigured_error(self, error: TokenEndpointError) -> TokenEndpointError:
         new = _fresh(error)
         assert isinstance(new, TokenEndpointError)  # noqa: S101 - _fresh keeps the type
-        new.args = (
+        new.message = (
             f"{error}; the provider refuses this client: check its client id and secret "
             f"(register it again if it was deleted), then log in again: "
-            f"{self.provider.dialect.login_command(self.provider)}",
+            f"{self.provider.dialect.login_command(self.provider)}"
         )
+        new.args = (new.message,)
         return new
 
     async def _persist_unsaved(self, latest: AuthData) -> AuthData:
