@@ -28,6 +28,7 @@ from vandamme_oauth import (
     _http_client,
 )
 from vandamme_oauth._callback_server import CallbackServer, Refused
+from vandamme_oauth._loopback_guard import GuardedSite
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -518,7 +519,8 @@ async def test_no_callback_in_time_is_a_timeout_that_says_so() -> None:
 
 def test_documented_defaults() -> None:
     """An ephemeral port, IPv4 only, no /cancel to a busy port, 2 s for the browser to
-    fetch the success page, 60 s for an exchange in flight."""
+    fetch the success page, 60 s for an exchange in flight, no localhost Host, 64
+    connections, 10 s to send a request."""
     import inspect
 
     defaults = {
@@ -533,6 +535,9 @@ def test_documented_defaults() -> None:
         "hosts": (),
         "also_ipv6": False,
         "cancel_busy_port": False,
+        "localhost": False,
+        "max_connections": 64,
+        "request_timeout": 10.0,
         "success_grace": 2.0,
         "exchange_timeout": 60.0,
     }
@@ -579,15 +584,15 @@ async def test_no_ports_given_means_an_ephemeral_port() -> None:
 
 
 def refuse_to_listen(monkeypatch: pytest.MonkeyPatch, host: str, error: int) -> None:
-    """Make aiohttp's listening on ``host`` fail with the OS error ``error``."""
-    start = web.TCPSite.start
+    """Make the server's listening on ``host`` fail with the OS error ``error``."""
+    start = GuardedSite.start
 
-    async def refusing(site: web.TCPSite) -> None:
+    async def refusing(site: GuardedSite) -> None:
         if site._host == host:
             raise OSError(error, os.strerror(error))
         await start(site)
 
-    monkeypatch.setattr(web.TCPSite, "start", refusing)
+    monkeypatch.setattr(GuardedSite, "start", refusing)
 
 
 async def test_a_port_we_may_not_listen_on_is_one_clear_error(

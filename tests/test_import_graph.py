@@ -31,7 +31,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_headless",
     ),
     "core": ("_dialect", "_provider", "_protocol", "_token_response", "_device_codes"),
-    "transport": ("_http_client", "_token_client", "_callback_server", "_discovery"),
+    "transport": (
+        "_http_client",
+        "_token_client",
+        "_loopback_guard",
+        "_callback_server",
+        "_discovery",
+    ),
     "orchestration": (
         "_manager_policy",
         "_token_manager",

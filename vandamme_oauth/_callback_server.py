@@ -14,6 +14,11 @@ more seconds, and its true outcome is reported. Closing the server (a cancelled 
 cancels a judgement in flight, so cancellation ends the login at once. Only the browser whose
 callback was accepted is sent to ``/success?t=<ticket>``; a stray ``/success`` neither ends
 nor spoils the wait for it.
+
+Only this machine's programs and the user's browser are heard (`vandamme_oauth._loopback_guard`):
+every route answers only the server's own ``Host`` (no DNS rebinding), ``/cancel`` refuses what
+a web page sends, and connections are bounded in number and in the time they take to send a
+request.
 """
 
 from __future__ import annotations
@@ -43,6 +48,13 @@ from ._exceptions import (
 )
 from ._http_client import shared_ssl_context
 from ._login import AuthData
+from ._loopback_guard import (
+    ConnectionGuard,
+    GuardedSite,
+    allowed_hosts,
+    cancel_allowed,
+    host_allowed,
+)
 
 __all__ = ["CallbackServer", "Refused", "Verdict"]
 
@@ -129,6 +141,12 @@ class CallbackServer(AsyncClosing):
         success_grace: Seconds `wait()` lingers for the browser to fetch ``/success``.
         exchange_timeout: Seconds a callback already being judged when the login timeout
             runs out gets to finish (its code exchange and storage write).
+        localhost: Also answer requests whose ``Host`` is ``localhost:PORT`` (for redirect
+            URIs that name ``localhost``); ``127.0.0.1:PORT`` and ``[::1]:PORT`` always.
+        max_connections: Connections kept at once; beyond that the oldest one that has not
+            sent a request yet is closed.
+        request_timeout: Seconds a connection has to send its request head, and a form_post
+            callback its body.
     """
 
     def __init__(
@@ -143,6 +161,9 @@ class CallbackServer(AsyncClosing):
         cancel_busy_port: bool = False,
         success_grace: float = 2.0,
         exchange_timeout: float = 60.0,
+        localhost: bool = False,
+        max_connections: int = 64,
+        request_timeout: float = 10.0,
     ) -> None:
         self._on_callback = on_callback
         self.path = path
@@ -160,6 +181,9 @@ class CallbackServer(AsyncClosing):
         self._conflicts: list[str] = []  # addresses another program holds
         self._result: asyncio.Future[AuthData] = asyncio.get_running_loop().create_future()
         self._success_served = asyncio.Event()
+        self._localhost = localhost
+        self._request_timeout = request_timeout
+        self.connections = ConnectionGuard(limit=max_connections, timeout=request_timeout)
         self.port = 0
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -178,7 +202,7 @@ class CallbackServer(AsyncClosing):
         Raises:
             CallbackServerError: every port is taken; the message names them.
         """
-        app = web.Application()
+        app = web.Application(middlewares=[self._screen])
         app.router.add_route("GET", self.path, self._handle_callback)
         app.router.add_route("POST", self.path, self._handle_callback)
         app.router.add_get("/success", self._handle_success)
@@ -211,7 +235,7 @@ class CallbackServer(AsyncClosing):
     async def _bind(self, runner: web.AppRunner, port: int) -> bool:
         tries = 10 if (port and self._cancel_busy_port) else 1
         for attempt in range(tries):
-            site = web.TCPSite(runner, self.host, port)
+            site = GuardedSite(runner, self.host, port, guard=self.connections)
             try:
                 await site.start()
             except OSError as exc:
@@ -229,13 +253,13 @@ class CallbackServer(AsyncClosing):
             return not self._also_ipv6 or await self._bind_ipv6_too(runner, site)
         return False
 
-    async def _bind_ipv6_too(self, runner: web.AppRunner, ipv4: web.TCPSite) -> bool:
+    async def _bind_ipv6_too(self, runner: web.AppRunner, ipv4: GuardedSite) -> bool:
         """For ``localhost`` redirects: also listen on ``[::1]:port``, since a browser may
         resolve localhost to ::1 (SECURITY.md). A machine without IPv6 loopback is fine;
         another program on ``[::1]:port`` is not (it would receive the code): then the
         IPv4 site is closed again and False moves on to the next port."""
         try:
-            await web.TCPSite(runner, "::1", self.port).start()
+            await GuardedSite(runner, "::1", self.port, guard=self.connections).start()
         except OSError as exc:
             if exc.errno != errno.EADDRINUSE:
                 log.info("no IPv6 loopback here; listening on IPv4 only", extra={"port": self.port})
@@ -372,10 +396,31 @@ class CallbackServer(AsyncClosing):
         log.info("callback accepted; tokens stored", extra={"source": source})
         return Verdict.ACCEPTED, "Signed in", "You are signed in."
 
+    @web.middleware
+    async def _screen(
+        self,
+        request: web.Request,
+        handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """Every route: a request head arrived (the connection is no longer idle), and it
+        must name this server in its ``Host``, else 421 and the login keeps waiting."""
+        self.connections.request_started(request.transport)
+        allowed = allowed_hosts(self.port, localhost=self._localhost, bound=self.host)
+        if not host_allowed(request.headers, allowed):
+            log.warning("request for another host refused", extra={"path": request.path})
+            return _page(
+                421, "Misdirected request", "This server answers only its own loopback address."
+            )
+        return await handler(request)
+
     async def _handle_callback(self, request: web.Request) -> web.StreamResponse:
         params: dict[str, str] = dict(request.query)
         if request.method == "POST":
-            form = await request.post()
+            try:
+                async with asyncio.timeout(self._request_timeout):
+                    form = await request.post()
+            except TimeoutError:
+                return _page(408, "Too slow", "The sign-in form did not arrive in time.")
             params.update({k: v for k, v in form.items() if isinstance(v, str)})
         verdict, title, message = await self._judge(params, source=f"http-{request.method.lower()}")
         if verdict is Verdict.ACCEPTED:
@@ -392,6 +437,9 @@ class CallbackServer(AsyncClosing):
         return _page(200, "Signed in", "You are signed in. You can close this tab now.")
 
     async def _handle_cancel(self, request: web.Request) -> web.StreamResponse:
+        if not cancel_allowed(request.headers):
+            log.warning("a /cancel sent by a web page was refused; still waiting")
+            return _page(403, "Forbidden", "Only a program on this machine can cancel a login.")
         log.info("login cancelled via /cancel")
         self.fail(OAuthFlowError("the login was cancelled (another login asked this one to stop)"))
         return _page(200, "Login cancelled", "This login was cancelled.")

@@ -165,6 +165,7 @@ class OAuthFlow(AsyncClosing):
             # Generic providers: IPv4 loopback, else IPv6 loopback (RFC 8252 7.3).
             hosts=("127.0.0.1", "::1") if host == "127.0.0.1" else (),
             also_ipv6=host == "localhost",
+            localhost=host == "localhost",
             cancel_busy_port=provider.cancel_busy_port,
         )
 

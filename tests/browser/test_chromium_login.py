@@ -4,12 +4,16 @@ callback, and our success page. Run by `scripts/test` (nox session "browser").""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from aiohttp import web
 from playwright.async_api import Browser, Route, async_playwright
 
 from tests.integration.conftest import pending_login
@@ -60,17 +64,49 @@ async def loopback_only(route: Route) -> None:
         await route.abort()
 
 
+@contextlib.asynccontextmanager
+async def hostile_page(callback_port: int) -> AsyncIterator[str]:
+    """A page on another site (localhost, another port) whose image asks our loopback
+    server to /cancel the login, as any web page the user has open could."""
+    html = f'<!doctype html><img src="http://127.0.0.1:{callback_port}/cancel">'
+
+    async def page(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", page)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://localhost:{site.port}/"
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("response_mode", [None, "form_post"], ids=["redirect", "form_post"])
 async def test_login_in_a_real_browser(
     chromium: Browser,
     provider_config: ProviderConfig,
     tmp_path: Path,
+    response_mode: Literal["form_post"] | None,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Chromium completes the login; our success page says so and no secret is in its URL."""
+    """Chromium completes the login, through a top-level redirect or a form_post; a hostile
+    page's request to /cancel on the way is refused; our success page says so and no secret
+    is in its URL."""
+    caplog.set_level(logging.WARNING, "vandamme_oauth")
+    provider_config = provider_config.replace(response_mode=response_mode)
     storage = FileSystemAuthStorage(tmp_path, provider_config.name)
     context = await chromium.new_context()
     page = await context.new_page()
     await page.route("**/*", loopback_only)
     async with pending_login(provider_config, storage) as (task, url):
+        redirect = parse_qs(urlsplit(url).query)["redirect_uri"][0]
+        async with hostile_page(urlsplit(redirect).port or 0) as evil:
+            await page.goto(evil)  # waits for the image's request to end
+        assert "a /cancel sent by a web page was refused; still waiting" in caplog.messages
         await page.goto(url)
         await page.fill('input[name="login"]', "alice")
         await page.fill('input[name="password"]', "any-password")
