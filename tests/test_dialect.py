@@ -124,3 +124,41 @@ def test_a_provider_needs_a_dialect_object() -> None:
     """A dialect's name where the object belongs is refused."""
     with pytest.raises(ValidationError, match="dialect must be a Dialect, not str"):
         GENERIC.replace(dialect="acme")
+
+
+def test_an_entry_point_may_name_the_dialects_class(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An entry point naming a Dialect subclass gives an instance of it."""
+    install_entry_points(
+        tmp_path, monkeypatch, "acme-class = tests.support.acme_dialect:AcmeByClass"
+    )
+    dialect = dialect_named("acme-class")
+    assert type(dialect) is acme_dialect.AcmeByClass
+    assert dialect.permanent_refresh_errors == {"token_revoked"}
+
+
+def test_a_found_dialect_is_not_looked_up_again(
+    acme: Dialect, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry keeps what it found: no second scan of the installed packages."""
+    import importlib.metadata
+
+    def no_scan(**_: object) -> list[object]:
+        raise AssertionError("entry points scanned again")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", no_scan)
+    assert dialect_named("acme") is acme
+
+
+def test_only_the_dialects_group_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry point of that name in another group (a console script) is no dialect."""
+    info = tmp_path / "other-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: other\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[console_scripts]\nacme-script = tests.support.acme_dialect:DIALECT\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ValidationError, match="no provider dialect named 'acme-script'"):
+        dialect_named("acme-script")

@@ -255,3 +255,36 @@ def test_jitter_moves_the_advisory_instant_earlier_never_past_mandatory() -> Non
     assert w == Windows(advisory=3120.0, mandatory=3580.0, expiry=3600.0)
     huge = Windows.of(expires_at=3600.0, margin=300.0, jitter=5.0, **common)
     assert huge.advisory == 0.0
+
+
+def test_a_login_with_no_lifetime_keeps_the_configured_margins() -> None:
+    """expires_at equal to last_refresh (or before it): the margins are not shrunk to
+    nothing, so such a login is due at once, and no jitter applies."""
+    for expires_at in (1000.0, 990.0):
+        w = Windows.of(
+            expires_at=expires_at,
+            last_refresh=1000.0,
+            wall_now=1000.0,
+            steady_now=0.0,
+            margin=300.0,
+            mandatory_margin=20.0,
+            jitter=0.5,
+        )
+        expiry = expires_at - 1000.0
+        assert w == Windows(advisory=expiry - 300, mandatory=expiry - 20, expiry=expiry)
+
+
+def test_jitter_applies_to_short_lifetimes_too() -> None:
+    """A token of half a second still gets its jitter (a fraction of its lifetime)."""
+    w = Windows.of(
+        expires_at=0.5,
+        last_refresh=0.0,
+        wall_now=0.0,
+        steady_now=0.0,
+        margin=300.0,
+        mandatory_margin=20.0,
+        jitter=0.1,
+    )
+    assert w.expiry == 0.5
+    assert w.mandatory == pytest.approx(0.45)
+    assert w.advisory == pytest.approx(0.2)

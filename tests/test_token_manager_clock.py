@@ -199,3 +199,27 @@ async def test_a_half_second_token_is_refreshed_at_most_once_a_second(clock: Fak
         "the provider's tokens live 0.5 s, and a refresh starts at most once per 1 s "
         "(min_refresh_interval): the next may start in"
     )
+
+
+async def test_logins_obtained_together_refresh_spread_over_the_jitter_band(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Fifty managers holding logins stored the same second: before expiry - margin - 5 %
+    of the lifetime none refreshes, inside that band some do and some do not yet, and at
+    expiry - margin all do (the default refresh_jitter, 0.05)."""
+    managers = [
+        no_watch_manager(InMemoryAuthStorage(login(clock)), clock, http, refresh_jitter=0.05)
+        for _ in range(50)
+    ]
+    start = clock.now
+    for m in managers:
+        assert await m.get_access_token() == "AT0"
+    clock.now = start + 3600 - 300 - 180 - 0.001
+    assert {m.state for m in managers} == {ManagerState.FRESH}
+    clock.now = start + 3600 - 300 - 90
+    assert {m.state for m in managers} == {ManagerState.FRESH, ManagerState.REFRESHING_AHEAD}
+    clock.now = start + 3600 - 300
+    assert {m.state for m in managers} == {ManagerState.REFRESHING_AHEAD}
+    for m in managers:
+        await m.aclose()
+    assert endpoint.calls == 0

@@ -3,21 +3,26 @@ and a forced refresh that fails never withholds a valid token."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from tests.support.managers import login, no_watch_manager, settled, state
 from vandamme_oauth import (
+    AuthData,
     InMemoryAuthStorage,
     ManagerState,
+    NetworkError,
+    OAuthError,
     ReauthenticationRequired,
+    StorageError,
     TokenEndpointError,
 )
 
 if TYPE_CHECKING:
-    import httpx
-
     from tests.conftest import FakeClock
     from tests.support.managers import FakeTokenEndpoint
 
@@ -135,3 +140,129 @@ async def test_a_forced_refresh_of_a_dead_login_raises(
         with pytest.raises(ReauthenticationRequired):
             await m.refresh()
     assert endpoint.calls == 1
+
+
+async def test_a_dead_refresh_token_offered_again_by_storage_stays_dead(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Storage rewritten with the rejected refresh token (another access token, the same
+    refresh token): still DEAD, and no request is sent for it."""
+    storage = InMemoryAuthStorage(login(clock))
+    endpoint.fail = (400, {"error": "invalid_grant"})
+    async with no_watch_manager(storage, clock, http) as m:
+        clock.advance(3601)
+        with pytest.raises(ReauthenticationRequired):
+            await m.get_access_token()
+        await storage.write_auth(login(clock, token="AT-SAME-RT", expires_in=-1))
+        with pytest.raises(ReauthenticationRequired):
+            await m.get_access_token()
+        assert state(m) is ManagerState.DEAD
+    assert endpoint.calls == 1
+
+
+async def test_a_forced_refresh_takes_a_login_another_process_just_stored(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """refresh() finds a new login in storage (another process refreshed): that is the
+    refresh, no request. Storage holding our very token (rewritten, other fields changed)
+    is no refresh: then one request."""
+    storage = InMemoryAuthStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        theirs = login(clock, token="AT-THEIRS").replace(refresh_token="RT-THEIRS")
+        await storage.write_auth(theirs)
+        assert await m.refresh() == theirs
+        assert endpoint.calls == 0
+        await storage.write_auth(theirs.replace(email="same-token@example.com"))
+        assert (await m.refresh()).access_token == "AT1"
+    assert endpoint.sent == ["RT-THEIRS"]
+
+
+class FailingReads(InMemoryAuthStorage):
+    """Storage whose reads fail once ``down`` is set."""
+
+    down = False
+
+    async def read_auth(self) -> AuthData | None:
+        if self.down:
+            raise StorageError("storage is down")
+        return await super().read_auth()
+
+
+async def test_a_storage_outage_fails_a_forced_refresh_and_never_serves_a_rejected_token(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Storage down: a valid token is served to plain callers, but refresh() raises the
+    StorageError, and a token an API rejected is not served (the error instead)."""
+    storage = FailingReads(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        storage.down = True
+        with pytest.raises(StorageError, match="storage is down"):
+            await m.refresh()
+        clock.advance(3600 - 100)  # inside the margin: the refresh ahead fails to read
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        m.report_unauthorized("AT0")
+        with pytest.raises(StorageError, match="storage is down"):
+            await m.get_access_token()
+    assert endpoint.calls == 0
+
+
+async def test_a_waiters_error_keeps_its_cause(clock: FakeClock) -> None:
+    """A network failure reaches every waiter with the transport's exception as its cause."""
+
+    async def unreachable(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    storage = InMemoryAuthStorage(login(clock))
+    clock.advance(3601)
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(unreachable)) as http,
+        no_watch_manager(storage, clock, http) as m,
+    ):
+        results = await asyncio.gather(
+            *(m.get_access_token() for _ in range(3)), return_exceptions=True
+        )
+    assert all(isinstance(r, NetworkError) for r in results)
+    assert all(isinstance(r.__cause__, httpx.ConnectError) for r in results)  # type: ignore[union-attr]
+    assert len({id(r) for r in results}) == 3  # each caller its own copy
+
+
+async def test_after_aclose_a_fresh_login_is_still_served_whole(
+    clock: FakeClock, http: httpx.AsyncClient
+) -> None:
+    """The hot path needs nothing that aclose() stops: get_access_token() and
+    get_auth_data() still answer from memory; what needs storage says the manager closed."""
+    storage = InMemoryAuthStorage(login(clock))
+    m = no_watch_manager(storage, clock, http)
+    assert (await m.get_auth_data()).access_token == "AT0"
+    await m.aclose()
+    assert (await m.get_auth_data()).access_token == "AT0"
+    assert await m.get_access_token() == "AT0"
+    clock.advance(3601)
+    with pytest.raises(OAuthError, match="this TokenManager is closed"):
+        await m.get_auth_data()
+
+
+async def test_a_report_about_an_older_token_is_ignored_and_says_nothing(
+    clock: FakeClock,
+    http: httpx.AsyncClient,
+    endpoint: FakeTokenEndpoint,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """After a refresh, a late 401 report about the previous token changes nothing and
+    logs nothing; a report about the current one logs once however often it comes."""
+    caplog.set_level(logging.INFO, "vandamme_oauth")
+    storage = InMemoryAuthStorage(login(clock))
+    async with no_watch_manager(storage, clock, http) as m:
+        assert (await m.refresh()).access_token == "AT1"
+        caplog.clear()
+        m.report_unauthorized("AT0")
+        m.report_unauthorized("")
+        assert state(m) is ManagerState.FRESH
+        assert caplog.messages == []
+        m.report_unauthorized("AT1")
+        m.report_unauthorized("AT1")
+        assert state(m) is ManagerState.WAITING
+        assert caplog.messages == ["access token reported unauthorized; the next call refreshes"]

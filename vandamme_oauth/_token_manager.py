@@ -59,6 +59,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import random
 import time
 import weakref
 from typing import TYPE_CHECKING, Self
@@ -151,6 +152,9 @@ class TokenManager(AsyncClosing):
             (``Retry-After`` is honoured up to this bound).
         min_refresh_interval: At most one refresh starts per this many seconds (default 1):
             a provider whose tokens live less than a round trip gets no hot loop.
+        refresh_jitter: Each adopted login's advisory instant moves earlier by a random
+            fraction of its lifetime up to this (default 0.05, never past the mandatory
+            instant), so logins obtained together do not all refresh together.
         watch_interval: How often, in seconds, the watcher looks for logins written by others
             when the backend cannot notify (None: no watcher).
         close_timeout: How long `aclose()` waits for a refresh in flight to be stored.
@@ -169,6 +173,7 @@ class TokenManager(AsyncClosing):
         retry: RetryPolicy | None = None,
         max_backoff: float = 60.0,
         min_refresh_interval: float = 1.0,
+        refresh_jitter: float = 0.05,
         watch_interval: float | None = 0.5,
         close_timeout: float = 10.0,
     ) -> None:
@@ -178,6 +183,7 @@ class TokenManager(AsyncClosing):
         self.mandatory_margin = mandatory_margin
         self.max_backoff = max_backoff
         self.min_refresh_interval = min_refresh_interval
+        self.refresh_jitter = refresh_jitter
         self.watch_interval = watch_interval
         self.close_timeout = close_timeout
         self._clock = clock
@@ -200,7 +206,7 @@ class TokenManager(AsyncClosing):
         # A refreshed login the storage refused: (the login it replaces, the new login).
         self._unsaved: tuple[AuthData, AuthData] | None = None
         self._store_retry_at = -math.inf
-        self._generation = 0  # bumped whenever _auth changes (the watcher checks it)
+        self._generation = object()  # replaced whenever _auth changes (the watcher checks it)
         self._last_round_trip = 0.0
         # Owned tasks and the callers waiting on the refresh, each on its own future.
         self._task: asyncio.Task[AuthData] | None = None
@@ -326,6 +332,10 @@ class TokenManager(AsyncClosing):
             refreshing=self._task is not None and not in_task,
         )
 
+    def _task_decision(self) -> Action:
+        """The decision as the refresh task sees it (it does not wait for itself)."""
+        return decide(self._now(), self._snapshot(in_task=True))
+
     def _decided(self) -> None:
         """Recompute the hot path's bound after a change of state."""
         self._serve_until = hot_until(self._snapshot())
@@ -419,7 +429,7 @@ class TokenManager(AsyncClosing):
             self._rejected = None
         self._auth = auth
         self._token = auth.access_token
-        self._generation += 1
+        self._generation = object()
         wall = self._clock()
         expires_at = (
             auth.expires_at
@@ -433,6 +443,7 @@ class TokenManager(AsyncClosing):
             steady_now=self._now(),
             margin=self.refresh_margin,
             mandatory_margin=self.mandatory_margin,
+            jitter=random.random() * self.refresh_jitter,  # noqa: S311 - spread, not a secret
         )
         self._decided()
 
@@ -441,7 +452,7 @@ class TokenManager(AsyncClosing):
         self._windows = NO_WINDOWS
         self._set_phase(Phase.EMPTY)
         self._backoff_until = -math.inf
-        self._generation += 1
+        self._generation = object()
         self._decided()
 
     async def _read(self) -> AuthData:
@@ -480,14 +491,14 @@ class TokenManager(AsyncClosing):
                 if stored != self._auth:
                     renewed = stored.access_token != self._token
                     self._adopt(stored)
-                    action = decide(self._now(), self._snapshot(in_task=True))
+                    action = self._task_decision()
                     if action is Action.SERVE_AND_REFRESH and not self._forced:
                         # Callers may have the adopted token now; refresh it in a new task.
                         self._again = True
                         return stored
                     if action is Action.SERVE and (renewed or not self._forced):
                         return stored  # another process refreshed: that is our refresh too
-                action = decide(self._now(), self._snapshot(in_task=True))
+                action = self._task_decision()
                 if action is Action.RECHECK or (action is Action.SERVE and not self._forced):
                     return self._serve_or_raise()
             async with self.storage.lock():
@@ -552,14 +563,11 @@ class TokenManager(AsyncClosing):
         latest = await self._read()
         if self._unsaved is not None:
             latest = await self._persist_unsaved(latest)
-            if (
-                not self._forced
-                and decide(self._now(), self._snapshot(in_task=True)) is Action.SERVE
-            ):
+            if not self._forced and self._task_decision() is Action.SERVE:
                 return latest
         elif latest != self._auth:
             self._adopt(latest)
-            if decide(self._now(), self._snapshot(in_task=True)) is Action.SERVE:
+            if self._task_decision() is Action.SERVE:
                 log.info("adopted a token stored by another process")
                 return latest
         if self._phase in (Phase.DEAD, Phase.MISCONFIGURED):
@@ -570,7 +578,6 @@ class TokenManager(AsyncClosing):
         except ReauthenticationRequired as exc:
             return await self._rejected_for_good(latest, exc)
         except _REFRESH_ERRORS as exc:
-            self._last_round_trip = self._now() - started
             if isinstance(exc, TokenError) and exc.salvage is not None:
                 await self._store(latest, exc.salvage)
             if _transient(exc):
@@ -623,10 +630,8 @@ class TokenManager(AsyncClosing):
         # keeps later callers from starting a refresh too soon, not a loop around one call
         # (and a refresh that may have reached the server is never repeated by itself).
         self._failures += 1
-        retry_after = getattr(exc, "retry_after", None)
-        delay = Backoff(1.0, self.max_backoff).delay(
-            self._failures, retry_after if isinstance(retry_after, float) else None
-        )
+        retry_after: float | None = getattr(exc, "retry_after", None)
+        delay = Backoff(1.0, self.max_backoff).delay(self._failures, retry_after)
         self._backoff_until = self._now() + delay  # from the END of the failed attempt
         self._set_phase(Phase.BACKING_OFF, exc)
         log.warning("refresh failed (%s); next attempt in %.0f s", exc, delay)
@@ -658,7 +663,7 @@ class TokenManager(AsyncClosing):
         except StorageError as exc:
             log.debug("the watcher could not read storage: %s", exc)
             return
-        if generation != self._generation or self._task is not None or self._unsaved:
+        if generation is not self._generation or self._task is not None or self._unsaved:
             return  # we changed meanwhile; our view is at least as new
         if stored is None:
             if self._auth is not None:

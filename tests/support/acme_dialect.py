@@ -24,3 +24,9 @@ class AcmeDialect(Dialect):
 
 DIALECT = AcmeDialect()
 NOT_A_DIALECT = object()
+
+
+class AcmeByClass(AcmeDialect):
+    """A dialect whose entry point names its class: the registry makes the instance."""
+
+    name: ClassVar[str] = "acme-class"

@@ -60,6 +60,9 @@ def login(clock: FakeClock, *, expires_in: float = 3600, token: str = "AT0") -> 
 def manager(
     storage: AuthStorage, clock: FakeClock, http: httpx.AsyncClient, **options: Any
 ) -> TokenManager:
+    """A manager on ``clock`` and ``http``; its windows are exact (no refresh jitter)
+    unless ``refresh_jitter`` is given."""
+    options.setdefault("refresh_jitter", 0.0)
     return TokenManager(
         GENERIC, storage, clock=clock, http_client=http, retry=RetryPolicy(attempts=1), **options
     )
