@@ -23,10 +23,13 @@ from ._exceptions import NotAuthenticatedError, OAuthError, ReauthenticationRequ
 from ._profiles import delete_provider
 from ._token_client import TokenClient
 from ._token_manager import TokenManager
+from .storage._base import log_out
 from .storage._filesystem import default_home
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from ._login import AuthData
 
 __all__ = ["main"]
 
@@ -103,13 +106,18 @@ async def _logout(args: argparse.Namespace, home: Path) -> int:
         raise NotAuthenticatedError(f"no login named {name!r} in {home}")
     provider = await provider_for(args, home, name)
     note = "revoked at the provider"
-    try:
-        async with TokenClient(provider) as client:
-            if not await client.revoke(auth):
-                note = "the provider offers no revocation; tokens expire on their own"
-    except OAuthError as exc:
-        note = f"revocation FAILED ({exc}); the tokens may stay valid until they expire"
-    await storage.clear_auth()
+
+    async def revoke(stored: AuthData) -> None:
+        # Under the storage lock: what a refresh in flight stored is what is revoked.
+        nonlocal note
+        try:
+            async with TokenClient(provider) as client:
+                if not await client.revoke(stored):
+                    note = "the provider offers no revocation; tokens expire on their own"
+        except OAuthError as exc:
+            note = f"revocation FAILED ({exc}); the tokens may stay valid until they expire"
+
+    await log_out(storage, revoke)
     await delete_provider(home, name)
     print(f"Logged out of {name}: local tokens deleted; {note}.")
     return 0

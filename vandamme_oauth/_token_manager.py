@@ -90,7 +90,7 @@ from ._manager_policy import (
 )
 from ._times import steady_clock as _platform_steady_clock
 from ._token_client import TokenClient
-from .storage._base import Preparable, Watchable
+from .storage._base import ConditionalWrite, KnowsLogouts, Preparable, Watchable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
@@ -456,7 +456,10 @@ class TokenManager(AsyncClosing):
         self._decided()
 
     async def _read(self) -> AuthData:
-        stored = await self.storage.read_auth()
+        return self._present(await self.storage.read_auth())
+
+    def _present(self, stored: AuthData | None) -> AuthData:
+        """``stored``, or (storage holds no login: a logout) forget ours and say so."""
         if stored is None:
             self._forget()
             raise NotAuthenticatedError(
@@ -464,6 +467,26 @@ class TokenManager(AsyncClosing):
                 f"{self.provider.dialect.login_command(self.provider)}"
             )
         return stored
+
+    async def _data_lost(self, stored: AuthData | None) -> bool:
+        """Storage holds no login although we hold one and nobody logged out: data loss
+        (a Redis flush or restart), not a logout."""
+        return (
+            stored is None
+            and self._auth is not None
+            and isinstance(self.storage, KnowsLogouts)
+            and not await self.storage.logged_out()
+        )
+
+    async def _restore_locked(self) -> AuthData:
+        """Under the lock: write back the login we hold (the newest: an unsaved one first)."""
+        held = self._unsaved[1] if self._unsaved is not None else self._auth
+        assert held is not None  # noqa: S101 - _data_lost() checked
+        await self.storage.write_auth(held)
+        log.warning("the login vanished from storage without a logout (data loss); restored it")
+        self._unsaved = None
+        self._adopt(held, ours=True)
+        return held
 
     def _storage_failed(self, exc: StorageError) -> AuthData:
         """Serve the cached token through a storage outage while it has not expired."""
@@ -486,7 +509,11 @@ class TokenManager(AsyncClosing):
 
     async def _run(self) -> AuthData:
         try:
-            stored = await self._read()
+            found = await self.storage.read_auth()
+            if await self._data_lost(found):  # restored under the lock
+                async with self.storage.lock():
+                    return await self._refresh_locked()
+            stored = self._present(found)
             if self._unsaved is None:
                 if stored != self._auth:
                     renewed = stored.access_token != self._token
@@ -560,16 +587,20 @@ class TokenManager(AsyncClosing):
         return latest
 
     async def _refresh_locked(self) -> AuthData:
-        latest = await self._read()
-        if self._unsaved is not None:
-            latest = await self._persist_unsaved(latest)
-            if not self._forced and self._task_decision() is Action.SERVE:
-                return latest
-        elif latest != self._auth:
-            self._adopt(latest)
-            if self._task_decision() is Action.SERVE:
-                log.info("adopted a token stored by another process")
-                return latest
+        found = await self.storage.read_auth()
+        renewed = False  # storage gave us a newer token: that is a forced refresh too
+        if await self._data_lost(found):
+            latest = await self._restore_locked()
+        elif self._unsaved is not None:
+            latest = await self._persist_unsaved(self._present(found))
+        else:
+            latest = self._present(found)
+            if latest != self._auth:
+                renewed = latest.access_token != self._token
+                self._adopt(latest)
+                log.info("adopted a login stored by another process")
+        if self._task_decision() is Action.SERVE and (renewed or not self._forced):
+            return latest  # nothing (more) to do: another process refreshed, or not due
         if self._phase in (Phase.DEAD, Phase.MISCONFIGURED):
             return self._serve_or_raise()
         started = self._now()
@@ -580,6 +611,8 @@ class TokenManager(AsyncClosing):
         except _REFRESH_ERRORS as exc:
             if isinstance(exc, TokenError) and exc.salvage is not None:
                 await self._store(latest, exc.salvage)
+                if self._auth is not exc.salvage:  # lost to a logout or another login
+                    raise
             if _transient(exc):
                 self._back_off(exc)
             else:
@@ -595,14 +628,20 @@ class TokenManager(AsyncClosing):
         self._rejected = None
         # The rate floor: the next refresh starts no sooner (failures have their backoff).
         self._floor_until = started + self.min_refresh_interval
-        await self._store(latest, new)
-        return new
+        return await self._store(latest, new)
 
-    async def _store(self, base: AuthData, new: AuthData) -> None:
-        """Write ``new`` (which replaces ``base``) and serve it. The server has already
-        rotated the refresh token, so whatever the write does, ``new`` is kept."""
+    async def _store(self, base: AuthData, new: AuthData) -> AuthData:
+        """Write ``new`` over ``base`` and serve it; return what is served. The server has
+        already rotated the refresh token, so whatever the write does, ``new`` is kept,
+        unless storage no longer holds ``base`` (compare-and-swap, where the backend can):
+        a logout or another program's login won the race, and ``new`` is dropped, never
+        written, and revoked."""
         try:
-            await self.storage.write_auth(new)
+            if isinstance(self.storage, ConditionalWrite):
+                written = await self.storage.replace_auth(base, new)
+            else:
+                await self.storage.write_auth(new)
+                written = True
         except Exception as exc:
             log.error(
                 "the refreshed login could not be stored (%s); holding it in memory",
@@ -610,7 +649,22 @@ class TokenManager(AsyncClosing):
             )
             self._unsaved = (base, new)
             self._store_retry_at = self._now() + _UNSAVED_RETRY
+        else:
+            if not written:
+                return await self._lost_the_race(new)
         self._adopt(new, ours=True)
+        return new
+
+    async def _lost_the_race(self, new: AuthData) -> AuthData:
+        """Storage changed while we refreshed: drop ``new`` (revoked, best effort, so the
+        refresh token a logout did not see dies too) and follow storage."""
+        log.warning("the login changed in storage while it was refreshed; dropping the refresh")
+        with contextlib.suppress(OAuthError, TimeoutError):
+            async with asyncio.timeout(self.close_timeout):
+                await self._tokens.revoke(new)
+        stored = self._present(await self.storage.read_auth())  # a logout: NotAuthenticated
+        self._adopt(stored)
+        return stored
 
     async def _rejected_for_good(self, latest: AuthData, exc: ReauthenticationRequired) -> AuthData:
         newer = await self.storage.read_auth()
@@ -666,7 +720,14 @@ class TokenManager(AsyncClosing):
         if generation is not self._generation or self._task is not None or self._unsaved:
             return  # we changed meanwhile; our view is at least as new
         if stored is None:
-            if self._auth is not None:
+            try:
+                lost = await self._data_lost(stored)
+            except StorageError as exc:
+                log.debug("the watcher could not read storage: %s", exc)
+                return
+            if lost:
+                self._start_refresh()  # the task writes our login back, under the lock
+            elif self._auth is not None:
                 log.info("the login was removed from storage (logged out)")
                 self._forget()
         elif stored != self._auth:

@@ -132,14 +132,16 @@ async def test_unreachable_redis_is_a_storage_error_saying_what_failed(key: str)
     calls = {
         "read": storage.read_auth,
         "write": lambda: storage.write_auth(LOGIN),
-        "delete": storage.clear_auth,
+        "delete": storage.clear_auth_locked,
         "lock": lock,
+        "read the logout mark of": storage.logged_out,
     }
     try:
         for doing, call in calls.items():
             with pytest.raises(StorageError) as caught:
                 await call()
-            prefix = f"cannot {doing} the login {key!r} in Redis: ConnectionError: "
+            verb = "read" if doing.startswith("read the") else doing
+            prefix = f"cannot {verb} the login {key!r} in Redis: ConnectionError: "
             assert str(caught.value).startswith(prefix), str(caught.value)
             assert "\n" not in str(caught.value)
             assert isinstance(caught.value.__cause__, redis.exceptions.ConnectionError)
@@ -578,7 +580,7 @@ class Watched:
             storage._subscribe,
         )
 
-        async def spy_version() -> int | None:
+        async def spy_version() -> tuple[int, object] | None:
             value = await version()
             self._record("version")
             return value

@@ -12,15 +12,19 @@ from .._login import FORMAT_VERSION, AuthData, parse_stored
 
 if TYPE_CHECKING:
     import contextlib
-    from collections.abc import AsyncGenerator, Mapping
+    from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 
 __all__ = [
     "FORMAT_VERSION",
     "AuthData",
     "AuthStorage",
+    "ConditionalWrite",
+    "KnowsLogouts",
+    "LockedClear",
     "Preparable",
     "RemembersProvider",
     "Watchable",
+    "log_out",
     "parse_stored",
     "store_login",
 ]
@@ -52,7 +56,8 @@ class AuthStorage(Protocol):
         ...
 
     async def clear_auth(self) -> None:
-        """Delete the stored login (no error when there is none)."""
+        """Delete the stored login (no error when there is none). Our backends take
+        ``lock()`` for it, so a logout waits for a refresh in flight and stays a logout."""
         ...
 
     async def is_authenticated(self) -> bool:
@@ -91,6 +96,67 @@ class RemembersProvider(Protocol):
     async def remember_provider(self, profile: Mapping[str, Any]) -> None:
         """Keep ``profile`` (a JSON-ready dict, no secrets) beside the login."""
         ...
+
+
+@runtime_checkable
+class ConditionalWrite(Protocol):
+    """A backend that can write a refreshed login only over the one it replaces
+    (compare-and-swap), so a refresh that lost to a logout or to another program's login is
+    dropped, never written."""
+
+    async def replace_auth(self, expected: AuthData, data: AuthData) -> bool:
+        """While holding ``lock()``: store ``data`` if the stored login is still
+        ``expected``; False (nothing written) if it is not.
+
+        Raises:
+            StorageError: the store cannot be read or written.
+        """
+        ...
+
+
+@runtime_checkable
+class LockedClear(Protocol):
+    """A backend whose delete can run inside a ``lock()`` the caller already holds (a
+    logout that revokes what is stored and deletes it, with no refresh in between)."""
+
+    async def clear_auth_locked(self) -> None:
+        """Delete the stored login; the caller holds ``lock()``."""
+        ...
+
+
+@runtime_checkable
+class KnowsLogouts(Protocol):
+    """A backend that tells a logout (a mark left by ``clear_auth()``) from a login that
+    vanished (a flush, a restart without persistence, an eviction): the managers holding
+    a valid login write it back after data loss instead of logging everybody out."""
+
+    async def logged_out(self) -> bool:
+        """True when the stored login was removed by ``clear_auth()``."""
+        ...
+
+
+async def log_out(
+    storage: AuthStorage, revoke: Callable[[AuthData], Awaitable[object]] | None = None
+) -> AuthData | None:
+    """End the stored login for good: under ``lock()`` (so a refresh in flight finishes
+    first), read it, ``revoke`` it (your callable; its errors are yours to catch) and delete
+    it. Returns the login that was deleted, or None when there was none.
+
+    Raises:
+        StorageError: the store cannot be locked, read or deleted.
+    """
+    if not isinstance(storage, LockedClear):  # a backend of yours: its own clear_auth()
+        auth = await storage.read_auth()
+        if auth is not None and revoke is not None:
+            await revoke(auth)
+        await storage.clear_auth()
+        return auth
+    async with storage.lock():
+        auth = await storage.read_auth()
+        if auth is not None and revoke is not None:
+            await revoke(auth)
+        await storage.clear_auth_locked()
+    return auth
 
 
 async def store_login(storage: AuthStorage, auth: AuthData, profile: Mapping[str, Any]) -> None:

@@ -18,6 +18,7 @@ import importlib
 import json
 import logging
 import os
+import secrets
 import stat
 import time
 import warnings
@@ -28,7 +29,7 @@ import anyio.to_thread
 
 from .._exceptions import StorageError, ValidationError
 from .._login import _NAME_RE, AuthData, check_login_name
-from ._base import Preparable, RemembersProvider, Watchable
+from ._base import ConditionalWrite, LockedClear, Preparable, RemembersProvider, Watchable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -63,7 +64,18 @@ def list_logins(home_dir: str | os.PathLike[str]) -> list[str]:
     )
 
 
-class FileSystemAuthStorage(Watchable, Preparable, RemembersProvider):
+class _Unparsable(Exception):
+    """The auth file did not parse within the grace period (internal)."""
+
+    def __init__(self, reason: str, *, changed: bool) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.changed = changed
+
+
+class FileSystemAuthStorage(
+    Watchable, Preparable, RemembersProvider, ConditionalWrite, LockedClear
+):
     """An [`AuthStorage`][vandamme_oauth.AuthStorage] keeping one login in
     ``{home_dir}/{name}.json``.
 
@@ -71,6 +83,8 @@ class FileSystemAuthStorage(Watchable, Preparable, RemembersProvider):
         home_dir: The folder (str or path). Default: `default_home()`.
         name: The login's name, used as the file name (default ``"chatgpt"``).
         lock_timeout: Seconds ``lock()`` waits for another process before raising.
+        foreign_write_grace: Seconds an unparsable file is read again (another program may
+            be writing it) before it is judged corrupt.
         provider: The old keyword for ``name`` (deprecated; it never meant a
             [`ProviderConfig`][vandamme_oauth.ProviderConfig]).
     """
@@ -81,6 +95,7 @@ class FileSystemAuthStorage(Watchable, Preparable, RemembersProvider):
         name: str = "chatgpt",
         *,
         lock_timeout: float = 60.0,
+        foreign_write_grace: float = 1.0,
         provider: str | None = None,
     ) -> None:
         if provider is not None:
@@ -98,6 +113,7 @@ class FileSystemAuthStorage(Watchable, Preparable, RemembersProvider):
         #: The provider profile saved beside the login (no secrets), see remember_provider.
         self.profile_path = self.home_dir / f"{self.name}.provider.json"
         self.lock_timeout = lock_timeout
+        self.foreign_write_grace = foreign_write_grace
         self._local_lock = asyncio.Lock()
         self._in_flight: set[asyncio.Future[Any]] = set()
 
@@ -166,42 +182,108 @@ class FileSystemAuthStorage(Watchable, Preparable, RemembersProvider):
         """The file's new bytes; ``previous`` is the current, readable content, if any."""
         return json.dumps(data.to_dict(), indent=2).encode("utf-8") + b"\n"
 
-    def _read_sync(self) -> AuthData | None:
+    def _read_raw(self, *, strict: bool = True) -> bytes | None:
+        """The file's bytes, or None when there is none (or, not ``strict``, when it cannot
+        be read: a write then says why it failed)."""
         try:
-            raw = self.path.read_bytes()
+            return self.path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as exc:
+            if not strict:
+                return None
             raise StorageError(f"cannot read {self.path}: {exc.strerror or exc}") from exc
+
+    def _settled(self, *, strict: bool = True) -> tuple[bytes | None, AuthData | None]:
+        """The file's bytes and login, read until they parse. Another program (the Codex
+        CLI, an editor) may be half way through writing it, not always atomically: an
+        unparsable file is read again every 50 ms for up to ``foreign_write_grace``
+        seconds before it is judged corrupt.
+
+        Raises:
+            _Unparsable: still unparsable after the grace period.
+            StorageError: the file cannot be read.
+        """
+        deadline = time.monotonic() + self.foreign_write_grace
+        raw = self._read_raw(strict=strict)
+        stamp = self._stat_sync()
+        changed = False
+        while True:
+            if raw is None:
+                return None, None
+            try:
+                return raw, self._decode(raw)
+            except (ValueError, ValidationError) as exc:
+                error = exc
+            if time.monotonic() >= deadline:
+                # JSONDecodeError and UnicodeDecodeError are ValueErrors whose text quotes
+                # no file content; ValidationError messages never hold token values.
+                reason = error.message if isinstance(error, ValidationError) else "not valid JSON"
+                raise _Unparsable(reason, changed=changed)
+            time.sleep(0.05)  # a worker thread's wait, never the event loop's
+            again, again_stamp = self._read_raw(strict=strict), self._stat_sync()
+            changed = changed or again != raw or again_stamp != stamp
+            raw, stamp = again, again_stamp
+
+    def _read_sync(self) -> AuthData | None:
         try:
-            return self._decode(raw)
-        except (ValueError, ValidationError) as exc:
-            # JSONDecodeError and UnicodeDecodeError are ValueErrors whose text quotes no file
-            # content; ValidationError messages never hold token values.
-            reason = exc.message if isinstance(exc, ValidationError) else "not valid JSON"
+            return self._settled()[1]
+        except _Unparsable as exc:
             raise StorageError(
-                f"the auth file {self.path} is unreadable ({reason}); it was left untouched: "
-                "log in again to replace it, or restore it from a backup"
+                f"the auth file {self.path} is unreadable ({exc.reason}); it was left "
+                "untouched: log in again to replace it, or restore it from a backup"
             ) from None
 
     def _previous_or_quarantine(self) -> bytes | None:
-        """The current content if it parses; an unparsable file is moved aside, never lost.
-        Read errors surface from the write itself."""
+        """The current content if it parses. A file that stays unparsable is moved aside
+        under a name of its own, never lost; one that keeps changing belongs to a writer
+        we never saw finish: nothing is written over it.
+
+        Raises:
+            StorageError: another program is still writing the file.
+        """
         try:
-            raw = self.path.read_bytes()
-        except OSError:
-            return None
+            return self._settled(strict=False)[0]
+        except _Unparsable as exc:
+            if exc.changed:
+                raise StorageError(
+                    f"another program is writing {self.path} (it did not parse for "
+                    f"{self.foreign_write_grace:g} s while it changed); nothing was written: "
+                    "try again"
+                ) from None
+        aside = self._move_aside()
+        log.warning(
+            "moved the unreadable auth file aside before writing a new one",
+            extra={"path": str(self.path), "moved_to": str(aside)},
+        )
+        return None
+
+    def _move_aside(self) -> Path:
+        """Rename the auth file to a name no earlier aside file has (a hard link that must
+        not exist yet, then the old name removed): nothing is ever overwritten."""
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        while True:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{stamp}-{secrets.token_hex(4)}")
+            try:
+                os.link(self.path, aside)
+            except FileExistsError:
+                continue
+            os.unlink(self.path)
+            return aside
+
+    def _replace_sync(self, expected: AuthData, data: AuthData) -> bool:
+        self._ensure_home()
         try:
-            self._decode(raw)
-        except (ValueError, ValidationError):
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            os.replace(self.path, aside)
-            log.warning(
-                "moved the unreadable auth file aside before writing a new one",
-                extra={"path": str(self.path), "moved_to": str(aside)},
-            )
-            return None
-        return raw
+            raw, current = self._settled()
+        except _Unparsable:
+            raise StorageError(
+                f"the auth file {self.path} changed while we refreshed and cannot be read "
+                "(another program may be writing it); the refreshed login was not written"
+            ) from None
+        if current != expected:
+            return False
+        self._replace_with(self._encode(data, raw))
+        return True
 
     def _write_sync(self, data: AuthData) -> None:
         self._ensure_home()
@@ -278,8 +360,25 @@ class FileSystemAuthStorage(Watchable, Preparable, RemembersProvider):
         await anyio.to_thread.run_sync(self._write_sync, data)
 
     async def clear_auth(self) -> None:
-        """Delete the login's file (no error when it does not exist)."""
+        """Delete the login's file (no error when it does not exist), under ``lock()``: a
+        refresh in flight in any process finishes first, and cannot write the login back."""
+        if not await anyio.to_thread.run_sync(self.home_dir.is_dir):
+            return  # no home at all: nothing stored, and nothing to create for a lock
+        async with self.lock():
+            await self.clear_auth_locked()
+
+    async def clear_auth_locked(self) -> None:
+        """Delete the login's file; the caller holds ``lock()``."""
         await anyio.to_thread.run_sync(self._clear_sync)
+
+    async def replace_auth(self, expected: AuthData, data: AuthData) -> bool:
+        """While holding ``lock()``: write ``data`` if the file still holds ``expected``;
+        False (nothing written) after a logout or another program's login.
+
+        Raises:
+            StorageError: the file cannot be read whole or written.
+        """
+        return await anyio.to_thread.run_sync(self._replace_sync, expected, data)
 
     async def is_authenticated(self) -> bool:
         """True when the file exists and holds a readable login."""
@@ -399,6 +498,8 @@ class FileSystemAuthStorage(Watchable, Preparable, RemembersProvider):
                     attempt = loop.run_in_executor(None, self._try_lock_sync, flock)
                     if await asyncio.shield(attempt):
                         break
+                    if delay == 0.001:  # the first refusal: say once that we wait
+                        log.debug("file lock busy; waiting", extra={"path": str(self.lock_path)})
                     if time.monotonic() - started > self.lock_timeout:
                         raise StorageError(
                             f"another process has held the lock {self.lock_path} for over "

@@ -18,7 +18,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._base import AuthData, RemembersProvider, parse_stored
+from ._base import AuthData, ConditionalWrite, LockedClear, RemembersProvider, parse_stored
 from ._filesystem import FileSystemAuthStorage, check_login_name
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ async def _in_daemon_thread(fn: Callable[[], T], timeout: float) -> T:
         raise _KeyringUnusable(f"the keyring did not answer within {timeout:g} s") from None
 
 
-class KeyringAuthStorage(RemembersProvider):
+class KeyringAuthStorage(RemembersProvider, ConditionalWrite, LockedClear):
     """An [`AuthStorage`][vandamme_oauth.AuthStorage] in the OS keyring, with a hard timeout and an
     announced fallback to a file.
 
@@ -153,14 +153,28 @@ class KeyringAuthStorage(RemembersProvider):
             await self.fallback.write_auth(data)
 
     async def clear_auth(self) -> None:
-        """Delete the login from the keyring and the fallback file."""
+        """Delete the login from the keyring and the fallback file, under ``lock()``: a
+        refresh in flight finishes first and cannot write the login back."""
+        async with self.lock():
+            await self.clear_auth_locked()
+
+    async def clear_auth_locked(self) -> None:
+        """Delete the login; the caller holds ``lock()``."""
 
         def delete(kr: keyring.backend.KeyringBackend) -> None:
             with contextlib.suppress(Exception):  # PasswordDeleteError: nothing stored
                 kr.delete_password(self.service, self.name)
 
         await self._call(delete)
-        await self.fallback.clear_auth()
+        await self.fallback.clear_auth_locked()
+
+    async def replace_auth(self, expected: AuthData, data: AuthData) -> bool:
+        """While holding ``lock()``: store ``data`` if the stored login is still
+        ``expected``; False (nothing written) after a logout or another login."""
+        if await self.read_auth() != expected:
+            return False
+        await self.write_auth(data)
+        return True
 
     async def remember_provider(self, profile: Mapping[str, Any]) -> None:
         """Save the provider profile (no secrets) beside the fallback file, where the CLI

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
-from ._base import Watchable
+from ._base import ConditionalWrite, LockedClear, Watchable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 __all__ = ["InMemoryAuthStorage"]
 
 
-class InMemoryAuthStorage(Watchable):
+class InMemoryAuthStorage(Watchable, ConditionalWrite, LockedClear):
     """An [`AuthStorage`][vandamme_oauth.AuthStorage] that keeps one login in memory; also the
     official test fake.
 
@@ -42,9 +42,21 @@ class InMemoryAuthStorage(Watchable):
         self._notify()
 
     async def clear_auth(self) -> None:
-        """Forget the stored login."""
+        """Forget the stored login (under ``lock()``: a refresh in flight ends first)."""
+        async with self.lock():
+            await self.clear_auth_locked()
+
+    async def clear_auth_locked(self) -> None:
+        """Forget the stored login; the caller holds ``lock()``."""
         self._data = None
         self._notify()
+
+    async def replace_auth(self, expected: AuthData, data: AuthData) -> bool:
+        """Store ``data`` if the stored login is still ``expected`` (caller holds ``lock()``)."""
+        if self._data != expected:
+            return False
+        await self.write_auth(data)
+        return True
 
     def _notify(self) -> None:
         changed, self._changed = self._changed, asyncio.Event()

@@ -5,8 +5,10 @@ Layout, for ``key="vandamme:chatgpt"``. Every key of one login shares the hash t
 already has a ``{tag}`` keeps it):
 
 - ``{vandamme:chatgpt}``          a hash: ``data`` (the versioned JSON of
-  [`AuthData`][vandamme_oauth.AuthData]) and ``version`` (an integer bumped by every write and
-  every clear, never reset);
+  [`AuthData`][vandamme_oauth.AuthData]), ``version`` (an integer bumped by every write and
+  every clear), ``wid`` (a random id of the last write or clear: the version restarts after
+  data loss, the id does not repeat) and ``out`` (the logout mark, set by a clear and removed
+  by a write: a login that vanished without it was lost, not logged out);
 - ``{vandamme:chatgpt}:lock``     the refresh lock: ``SET NX PX`` with a random token,
   renewed while held, released only by its owner (compare-and-delete in Lua);
 - ``{vandamme:chatgpt}:changes``  a pub/sub channel: every write, clear and release
@@ -40,7 +42,14 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from .._exceptions import StorageError, ValidationError
-from ._base import AuthData, Watchable, parse_stored
+from ._base import (
+    AuthData,
+    ConditionalWrite,
+    KnowsLogouts,
+    LockedClear,
+    Watchable,
+    parse_stored,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
@@ -50,24 +59,30 @@ __all__ = ["RedisAuthStorage"]
 log = logging.getLogger(__name__)
 
 # KEYS[1] data hash, KEYS[2] lock; ARGV[1] channel (a channel is not a key).
+# Every write and clear sets a random write id ('wid'): after data loss the version counter
+# starts again, and a new login with a repeated version is still told apart by its wid. A
+# clear leaves the logout mark ('out'); a write removes it.
 _FENCED_WRITE = """
 if redis.call('GET', KEYS[2]) ~= ARGV[2] then return -1 end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if version ~= tonumber(ARGV[3]) then return -2 end
-redis.call('HSET', KEYS[1], 'data', ARGV[4], 'version', version + 1)
+redis.call('HSET', KEYS[1], 'data', ARGV[4], 'version', version + 1, 'wid', ARGV[5])
+redis.call('HDEL', KEYS[1], 'out')
 redis.call('PUBLISH', ARGV[1], 'write')
 return version + 1
 """
 _WRITE = """
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') + 1
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version)
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'version', version, 'wid', ARGV[3])
+redis.call('HDEL', KEYS[1], 'out')
 redis.call('PUBLISH', ARGV[1], 'write')
 return version
 """
 _CLEAR = """
+if KEYS[2] and redis.call('GET', KEYS[2]) ~= ARGV[3] then return -1 end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0') + 1
 redis.call('HDEL', KEYS[1], 'data')
-redis.call('HSET', KEYS[1], 'version', version)
+redis.call('HSET', KEYS[1], 'version', version, 'wid', ARGV[2], 'out', '1')
 redis.call('PUBLISH', ARGV[1], 'clear')
 return version
 """
@@ -125,7 +140,7 @@ class _Held:
         self.version = 0
 
 
-class RedisAuthStorage(Watchable):
+class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
     """An [`AuthStorage`][vandamme_oauth.AuthStorage] in Redis/Valkey, safe to share across
     processes and hosts.
 
@@ -245,13 +260,14 @@ class RedisAuthStorage(Watchable):
         payload = json.dumps(data.to_dict())
         held = self._held.get()
         try:
+            wid = secrets.token_hex(8)
             if held is None:
-                await self._write(keys=[self.data_key], args=[self.channel, payload])
+                await self._write(keys=[self.data_key], args=[self.channel, payload, wid])
                 return
             result = int(
                 await self._fenced_write(
                     keys=[self.data_key, self.lock_key],
-                    args=[self.channel, held.token, held.version, payload],
+                    args=[self.channel, held.token, held.version, payload, wid],
                 )
             )
         except redis.exceptions.RedisError as exc:
@@ -268,23 +284,70 @@ class RedisAuthStorage(Watchable):
         held.version = result
 
     async def clear_auth(self) -> None:
-        """Delete the stored login (its version counter stays, so watchers see the change)."""
+        """Log out: under ``lock()`` (a refresh in flight on any host finishes first),
+        delete the stored login and leave the logout mark that tells it from data loss
+        (the version counter stays, so watchers see the change)."""
+        async with self.lock():
+            await self.clear_auth_locked()
+
+    async def clear_auth_locked(self) -> None:
+        """Delete the stored login and mark the logout; the caller holds ``lock()``
+        (fenced: a holder whose lock expired deletes nothing).
+
+        Raises:
+            StorageError: Redis is unreachable, or the lock was lost.
+        """
+        held = self._held.get()
+        keys = [self.data_key] if held is None else [self.data_key, self.lock_key]
+        args = [self.channel, secrets.token_hex(8)] + ([] if held is None else [held.token])
         try:
-            await self._clear(keys=[self.data_key], args=[self.channel])
+            result = int(await self._clear(keys=keys, args=args))
         except redis.exceptions.RedisError as exc:
             raise self._error(exc, "delete") from exc
+        if result == -1:
+            raise StorageError(
+                f"lost the lock on {self.key!r} before deleting the login (it expired); "
+                "nothing was deleted: log out again"
+            )
+
+    async def replace_auth(self, expected: AuthData, data: AuthData) -> bool:
+        """While holding ``lock()``: store ``data`` (fenced) if the stored login is still
+        ``expected``; False (nothing written) after a logout or another login.
+
+        Raises:
+            StorageError: Redis is unreachable, or the lock was lost.
+        """
+        if await self.read_auth() != expected:
+            return False
+        await self.write_auth(data)
+        return True
+
+    async def logged_out(self) -> bool:
+        """True when the login was removed by a logout (`clear_auth`), False when it was
+        never stored or vanished without one (a flush, a restart without persistence, an
+        eviction: data loss, which the managers holding it repair).
+
+        Raises:
+            StorageError: Redis is unreachable.
+        """
+        try:
+            return await self._client.hget(self.data_key, "out") is not None
+        except redis.exceptions.RedisError as exc:
+            raise self._error(exc, "read") from exc
 
     async def is_authenticated(self) -> bool:
         """True when a login is stored."""
         return await self.read_auth() is not None
 
-    async def _version(self) -> int | None:
+    async def _version(self) -> tuple[int, object] | None:
+        """The version and write id: what changes with every write or clear, and cannot
+        repeat after data loss (the version alone can)."""
         try:
-            value = await self._client.hget(self.data_key, "version")
+            version, wid = await self._client.hmget(self.data_key, ["version", "wid"])
         except redis.exceptions.RedisError:
             _check_cancelled()
             return None
-        return int(value or 0)
+        return int(version or 0), wid
 
     async def changes(self, *, interval: float = 0.5) -> AsyncGenerator[None, None]:
         """Yield when the login was written or cleared by anyone: woken by the channel's
