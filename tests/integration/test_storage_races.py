@@ -8,24 +8,29 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from keyrings.alt.file import PlaintextKeyring
 
 from tests.integration.conftest import scripted_login
 from tests.integration.test_cli import _spawn_cli
-from tests.integration.test_fleet import expire
 from vandamme_oauth import (
     AuthData,
+    AuthStorage,
+    CodexAuthStorage,
     FileSystemAuthStorage,
+    KeyringAuthStorage,
     NotAuthenticatedError,
     ReauthenticationRequired,
     StorageError,
     TokenClient,
     TokenManager,
 )
+from vandamme_oauth.storage._base import log_out
 
 if TYPE_CHECKING:
     from vandamme_oauth import ProviderConfig
@@ -68,6 +73,14 @@ class HeldAnswers(httpx.AsyncBaseTransport):
         return token
 
 
+async def expire(storage: AuthStorage) -> None:
+    """Make the stored access token expire now, in every format (the Codex file keeps no
+    expiry: its login expires a fallback lifetime after its last refresh)."""
+    stored = await storage.read_auth()
+    assert stored is not None
+    await storage.write_auth(stored.replace(expires_at=time.time() - 1, last_refresh=1.0))
+
+
 async def is_revoked(provider: ProviderConfig, refresh_token: str) -> bool:
     """Whether the provider refuses ``refresh_token`` now."""
     async with TokenClient(provider) as client:
@@ -79,14 +92,14 @@ async def is_revoked(provider: ProviderConfig, refresh_token: str) -> bool:
 
 
 async def refreshing(
-    provider: ProviderConfig, storage: FileSystemAuthStorage, held: HeldAnswers
+    provider: ProviderConfig, storage: AuthStorage, held: HeldAnswers
 ) -> tuple[TokenManager, asyncio.Task[AuthData]]:
     """A manager (no watcher: only its own reads) whose refresh has reached the provider
     and whose answer is held."""
     held.client = httpx.AsyncClient(transport=held)
     manager = TokenManager(provider, storage, http_client=held.client, watch_interval=None)
     task = asyncio.create_task(manager.get_auth_data())
-    await held.arrived.wait()
+    await asyncio.wait_for(held.arrived.wait(), 30)  # a hang guard, not a measurement
     return manager, task
 
 
@@ -252,3 +265,49 @@ async def test_an_unreadable_file_is_judged_after_the_grace_period_only(tmp_path
         stop.set()
         await writer
     assert storage.path.read_bytes().startswith(b"{")  # the writer's, not ours
+
+
+def backend(kind: str, home: Path, name: str) -> FileSystemAuthStorage | KeyringAuthStorage:
+    """Two handles on one login, as two processes would have them."""
+    if kind == "codex":
+        return CodexAuthStorage(home)
+    if kind == "keyring":
+        keys = PlaintextKeyring()
+        keys.file_path = str(home / "keyring.cfg")
+        return KeyringAuthStorage(
+            name, backend=keys, fallback=FileSystemAuthStorage(home / "fallback", name)
+        )
+    return FileSystemAuthStorage(home, name)
+
+
+@pytest.mark.parametrize("kind", ["file", "codex", "keyring"])
+async def test_a_logout_during_a_refresh_stays_a_logout_on_every_backend(
+    provider_config: ProviderConfig, tmp_path: Path, kind: str
+) -> None:
+    """log_out() from another handle while the refresh answer is on its way: whatever the
+    order, the refresh is stored first (under the lock) and then revoked and deleted; the
+    login does not come back."""
+    storage = backend(kind, tmp_path, provider_config.name)
+    await scripted_login(provider_config, storage)
+    await expire(storage)
+    held = HeldAnswers()
+    manager, task = await refreshing(provider_config, storage, held)
+    other = backend(kind, tmp_path, provider_config.name)
+    revoked: list[str | None] = []
+
+    async def revoke(auth: AuthData) -> None:
+        revoked.append(auth.refresh_token)
+        async with TokenClient(provider_config) as client:
+            await client.revoke(auth)
+
+    logout = asyncio.create_task(log_out(other, revoke))
+    held.release.set()
+    await task
+    assert await logout is not None
+    assert revoked == [held.new_refresh_token()]  # what the refresh stored
+    assert await other.read_auth() is None
+    assert await storage.read_auth() is None
+    assert await is_revoked(provider_config, held.new_refresh_token())
+    with pytest.raises(NotAuthenticatedError):
+        await manager.refresh()
+    await held.done(manager)
