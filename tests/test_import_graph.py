@@ -29,6 +29,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_backoff",
         "_closing",
         "_headless",
+        "_telemetry",
     ),
     "core": ("_dialect", "_provider", "_protocol", "_token_response", "_device_codes"),
     "transport": (

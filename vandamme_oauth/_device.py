@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from . import _telemetry as telemetry
 from ._backoff import Backoff
 from ._closing import AsyncClosing
 from ._device_codes import RFC8628, DeviceCode, DeviceVariant
@@ -107,11 +108,24 @@ class DeviceFlow(AsyncClosing):
             CallbackTimeoutError: the code expired (or ``timeout`` passed) first.
             TokenEndpointError, NetworkError, StorageError: as for the browser login.
         """
+        with telemetry.login("device", self.provider):
+            return await self._authenticate(timeout)
+
+    async def _authenticate(self, timeout: float | None) -> AuthData:
         code = await self.request_code()
         log.info("device code issued", extra={"verification_uri": code.verification_uri})
         if self._on_code is not None:
             self._on_code(code)
         deadline = self._clock() + min(code.expires_in, timeout or code.expires_in)
+        attributes = telemetry.provider_attributes(self.provider) if telemetry.enabled() else {}
+        with telemetry.span("vandamme_oauth.device_poll", attributes):
+            auth = await self._poll_until_approved(code, deadline)
+        await store_login(self.storage, auth, self.provider.to_dict())
+        log.info("device login stored", extra={"account_id": auth.account_id})
+        return auth
+
+    async def _poll_until_approved(self, code: DeviceCode, deadline: float) -> AuthData:
+        """Poll at the server's pace (RFC 8628 3.5) until the user approves."""
         interval = code.interval
         network_failures = 0
         while True:
@@ -136,8 +150,6 @@ class DeviceFlow(AsyncClosing):
                     interval += SLOW_DOWN_STEP
                     log.info("server asked to slow down", extra={"interval_s": interval})
                 continue
-            await store_login(self.storage, auth, self.provider.to_dict())
-            log.info("device login stored", extra={"account_id": auth.account_id})
             return auth
 
     async def _poll(self, code: DeviceCode) -> AuthData | str:

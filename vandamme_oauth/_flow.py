@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import anyio.to_thread
 
+from . import _telemetry as telemetry
 from ._closing import AsyncClosing
 from ._exceptions import AuthorizationError, StateMismatchError, TokenEndpointError
 from ._pkce import new_pkce, new_state
@@ -117,6 +118,23 @@ class OAuthFlow(AsyncClosing):
             TokenEndpointError, TokenError, NetworkError: the code exchange failed.
             StorageError: the tokens could not be stored.
         """
+        method = "paste" if paste is not None else "browser"
+        with telemetry.login(method, self.provider):
+            return await self._authenticate(
+                timeout=timeout,
+                on_listening=on_listening,
+                paste=paste,
+                on_paste_rejected=on_paste_rejected,
+            )
+
+    async def _authenticate(
+        self,
+        *,
+        timeout: float,
+        on_listening: Callable[[str], object] | None,
+        paste: Callable[[], Awaitable[str | None]] | None,
+        on_paste_rejected: Callable[[str], object] | None,
+    ) -> AuthData:
         # Lazy import: only a login needs aiohttp (keeps `import vandamme_oauth` light).
         from ._callback_server import CallbackServer, Refused
 

@@ -23,6 +23,7 @@ import anyio
 import anyio.to_thread
 import httpx
 
+from . import _telemetry as telemetry
 from ._backoff import Backoff
 from ._exceptions import NetworkError
 
@@ -152,34 +153,38 @@ async def send_with_retries(
 
     stamina = await _stamina()
     attempt = 0
-    try:
-        async for trying in stamina.retry_context(
-            on=backoff, attempts=policy.attempts, timeout=policy.deadline
-        ):
-            with trying:
-                attempt += 1
-                last = attempt >= policy.attempts
-                try:
-                    response = await client.request(method, url, content=content, headers=headers)
-                except httpx.TransportError as exc:
-                    never_sent = isinstance(exc, _NEVER_SENT)
-                    error = NetworkError(
-                        f"could not reach {url}: {type(exc).__name__}: {str(exc) or 'no detail'}",
-                        sent=not never_sent,
-                    )
-                    if (idempotent or never_sent) and not last:
-                        raise _Retry(attempt - 1, error=error) from exc
-                    raise error from exc
-                retryable = response.status_code == 429 or response.status_code >= 500
-                if idempotent and retryable and not last:
-                    retry_after = parse_retry_after(response.headers.get("Retry-After"))
-                    raise _Retry(attempt - 1, response=response, retry_after=retry_after)
-                return response
-    except _Retry as exc:  # stamina's time budget ran out: the last outcome stands
-        if exc.error is not None:
-            raise exc.error from exc.__cause__
-        if exc.response is not None:
-            return exc.response
+    with telemetry.request_retries(url, method):  # stamina's retries in here are ours
+        try:
+            async for trying in stamina.retry_context(
+                on=backoff, attempts=policy.attempts, timeout=policy.deadline
+            ):
+                with trying:
+                    attempt += 1
+                    last = attempt >= policy.attempts
+                    try:
+                        response = await client.request(
+                            method, url, content=content, headers=headers
+                        )
+                    except httpx.TransportError as exc:
+                        never_sent = isinstance(exc, _NEVER_SENT)
+                        detail = str(exc) or "no detail"
+                        error = NetworkError(
+                            f"could not reach {url}: {type(exc).__name__}: {detail}",
+                            sent=not never_sent,
+                        )
+                        if (idempotent or never_sent) and not last:
+                            raise _Retry(attempt - 1, error=error) from exc
+                        raise error from exc
+                    retryable = response.status_code == 429 or response.status_code >= 500
+                    if idempotent and retryable and not last:
+                        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+                        raise _Retry(attempt - 1, response=response, retry_after=retry_after)
+                    return response
+        except _Retry as exc:  # stamina's time budget ran out: the last outcome stands
+            if exc.error is not None:
+                raise exc.error from exc.__cause__
+            if exc.response is not None:
+                return exc.response
     raise AssertionError("unreachable: stamina's loop returns or raises")  # pragma: no cover
 
 

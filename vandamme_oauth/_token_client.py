@@ -6,6 +6,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from . import _telemetry as telemetry
 from ._closing import AsyncClosing
 from ._exceptions import HttpError, NetworkError
 from ._http_client import (
@@ -164,7 +165,13 @@ class TokenClient(AsyncClosing):
         request = code_exchange_request(
             self.provider, code=code, redirect_uri=redirect_uri, verifier=verifier
         )
-        return await self._token_call(request, grant="authorization_code", previous=None)
+        with telemetry.span("vandamme_oauth.code_exchange", self._attributes()):
+            return await self._token_call(request, grant="authorization_code", previous=None)
+
+    def _attributes(self) -> dict[str, str]:
+        if not telemetry.enabled():
+            return {}
+        return telemetry.provider_attributes(self.provider)
 
     async def refresh(self, current: AuthData) -> AuthData:
         """Refresh ``current`` and merge the answer into it (never auto-retried once sent).
@@ -191,22 +198,23 @@ class TokenClient(AsyncClosing):
         Raises:
             HttpError: the server refused; NetworkError: it could not be reached.
         """
-        token, hint = (
-            (data.refresh_token, "refresh_token")
-            if data.refresh_token
-            else (data.access_token, "access_token")
-        )
-        request = revoke_request(self.provider, token, hint)
-        if request is None:
-            return False
-        response = await self.post(request, idempotent=True)
-        if response.status_code != 200:
-            raise HttpError(
-                f"the revocation endpoint answered HTTP {response.status_code}",
-                status_code=response.status_code,
-                reason=response.reason_phrase,
-                url=request.url,
-                body=redact_body(response.text, secrets=self._secrets(request)),
+        with telemetry.span("vandamme_oauth.revoke", self._attributes()):
+            token, hint = (
+                (data.refresh_token, "refresh_token")
+                if data.refresh_token
+                else (data.access_token, "access_token")
             )
-        log.info("token revoked", extra={"hint": hint})
-        return True
+            request = revoke_request(self.provider, token, hint)
+            if request is None:
+                return False
+            response = await self.post(request, idempotent=True)
+            if response.status_code != 200:
+                raise HttpError(
+                    f"the revocation endpoint answered HTTP {response.status_code}",
+                    status_code=response.status_code,
+                    reason=response.reason_phrase,
+                    url=request.url,
+                    body=redact_body(response.text, secrets=self._secrets(request)),
+                )
+            log.info("token revoked", extra={"hint": hint})
+            return True

@@ -64,6 +64,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Self
 
+from . import _telemetry as telemetry
 from ._backoff import Backoff
 from ._closing import AsyncClosing
 from ._exceptions import (
@@ -215,6 +216,14 @@ class TokenManager(AsyncClosing):
         self._watcher: asyncio.Task[None] | None = None
         self._again = False  # start another refresh when this one ends
         self._closed = False
+        # Telemetry (the otel extra): attributes made once; the outcome of the refresh
+        # under way, noted where it is decided and recorded when the task ends.
+        self._telemetry = telemetry.enabled()
+        self._attributes: dict[str, str] = {}
+        if self._telemetry:
+            self._attributes = telemetry.provider_attributes(provider)
+            telemetry.track_manager(self)
+        self._outcome: tuple[str, str | None] | None = None
 
     def __repr__(self) -> str:
         return f"TokenManager(provider={self.provider.name!r}, storage={self.storage!r})"
@@ -397,11 +406,17 @@ class TokenManager(AsyncClosing):
         self._start_refresh()
         waiter: asyncio.Future[AuthData] = asyncio.get_running_loop().create_future()
         self._waiters.add(waiter)
+        started = time.monotonic()
         try:
             result = await waiter
         except asyncio.CancelledError:
             self._waiters.discard(waiter)
             raise
+        finally:
+            if self._telemetry:
+                telemetry.instruments().wait_duration.record(
+                    time.monotonic() - started, self._attributes
+                )
         if result is self._auth and not self._now() < self._windows.expiry:
             lifetime = _lifetime(result)
             raise TokenLifetimeError(
@@ -511,8 +526,7 @@ class TokenManager(AsyncClosing):
         try:
             found = await self.storage.read_auth()
             if await self._data_lost(found):  # restored under the lock
-                async with self.storage.lock():
-                    return await self._refresh_locked()
+                return await self._locked()
             stored = self._present(found)
             if self._unsaved is None:
                 if stored != self._auth:
@@ -528,10 +542,63 @@ class TokenManager(AsyncClosing):
                 action = self._task_decision()
                 if action is Action.RECHECK or (action is Action.SERVE and not self._forced):
                     return self._serve_or_raise()
+            return await self._locked()
+        except StorageError as exc:
+            self._record("storage_failure", telemetry.error_type(exc), storage_error=True)
+            return self._storage_failed(exc)
+
+    async def _locked(self) -> AuthData:
+        """Refresh under the storage lock; with the otel extra, as a span with the lock
+        wait as an event, and the outcome counted."""
+        if not self._telemetry:
             async with self.storage.lock():
                 return await self._refresh_locked()
-        except StorageError as exc:
-            return self._storage_failed(exc)
+        self._outcome = None
+        started = time.monotonic()
+        with telemetry.span("vandamme_oauth.refresh", self._attributes) as current:
+            async with self.storage.lock():
+                waited = time.monotonic() - started
+                backend = {"vandamme_oauth.storage.backend": _backend(self.storage)}
+                telemetry.instruments().lock_wait.record(waited, backend)
+                current.add_event("storage.lock.acquired", {"vandamme_oauth.lock.wait": waited})
+                try:
+                    result = await self._refresh_locked()
+                finally:
+                    noted = self._take_outcome()
+                    if noted is not None:
+                        current.set_attribute("vandamme_oauth.outcome", noted[0])
+                        self._record(*noted, duration=time.monotonic() - started)
+            return result
+
+    def _take_outcome(self) -> tuple[str, str | None] | None:
+        outcome, self._outcome = self._outcome, None
+        return outcome
+
+    def _note(self, outcome: str, exc: BaseException | None = None) -> None:
+        """Remember how the refresh under way ended (recorded by `_locked`)."""
+        if self._telemetry:
+            self._outcome = (outcome, None if exc is None else telemetry.error_type(exc))
+
+    def _record(
+        self,
+        outcome: str,
+        error: str | None,
+        *,
+        duration: float | None = None,
+        storage_error: bool = False,
+    ) -> None:
+        if not self._telemetry:
+            return
+        tools = telemetry.instruments()
+        attributes = {**self._attributes, "vandamme_oauth.outcome": outcome}
+        if error is not None:
+            attributes["error.type"] = error
+        tools.refreshes.add(1, attributes)
+        if duration is not None:
+            tools.refresh_duration.record(duration, attributes)
+        if storage_error:
+            backend = {"vandamme_oauth.storage.backend": _backend(self.storage)}
+            tools.storage_errors.add(1, {**backend, "error.type": error or "storage"})
 
     def _serve_or_raise(self) -> AuthData:
         """The current login while it may be served; else the error that stops refreshes."""
@@ -600,10 +667,16 @@ class TokenManager(AsyncClosing):
                 self._adopt(latest)
                 log.info("adopted a login stored by another process")
         if self._task_decision() is Action.SERVE and (renewed or not self._forced):
+            if renewed:
+                self._note("adopted")
             return latest  # nothing (more) to do: another process refreshed, or not due
         if self._phase in (Phase.DEAD, Phase.MISCONFIGURED):
             return self._serve_or_raise()
         started = self._now()
+        if self._telemetry:
+            telemetry.instruments().remaining_lifetime.record(
+                self._windows.expiry - started, self._attributes
+            )
         try:
             new = await self._tokens.refresh(latest)
         except ReauthenticationRequired as exc:
@@ -614,8 +687,10 @@ class TokenManager(AsyncClosing):
                 if self._auth is not exc.salvage:  # lost to a logout or another login
                     raise
             if _transient(exc):
+                self._note("transient_failure", exc)
                 self._back_off(exc)
             else:
+                self._note("permanent_failure", exc)
                 log.error("the provider refused the client: %s", exc)
                 self._set_phase(Phase.MISCONFIGURED, exc)
             self._decided()
@@ -628,6 +703,7 @@ class TokenManager(AsyncClosing):
         self._rejected = None
         # The rate floor: the next refresh starts no sooner (failures have their backoff).
         self._floor_until = started + self.min_refresh_interval
+        self._note("success")
         return await self._store(latest, new)
 
     async def _store(self, base: AuthData, new: AuthData) -> AuthData:
@@ -670,8 +746,10 @@ class TokenManager(AsyncClosing):
         newer = await self.storage.read_auth()
         if newer is not None and newer.refresh_token != latest.refresh_token:
             log.info("refresh token rejected, but a newer login is stored; adopting it")
+            self._note("adopted")
             self._adopt(newer)
             return newer
+        self._note("permanent_failure", exc)
         log.error("%s", exc)
         self._set_phase(Phase.DEAD, exc)
         self._decided()
@@ -734,6 +812,11 @@ class TokenManager(AsyncClosing):
             if self._auth is not None:
                 log.info("adopted a login stored by another process")
             self._adopt(stored)
+
+
+def _backend(storage: object) -> str:
+    """A storage's backend name for telemetry: its class name less ``AuthStorage``."""
+    return type(storage).__name__.removesuffix("AuthStorage").lower() or "custom"
 
 
 def _lifetime(auth: AuthData) -> float:

@@ -19,6 +19,7 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import _telemetry as telemetry
 from .._exceptions import AuthorizationError, StateMismatchError, ValidationError
 from .._pkce import new_pkce, new_state
 from .._protocol import build_authorization_url, parse_callback
@@ -144,6 +145,12 @@ class WebLogin:
             AuthorizationError, IssuerMismatchError: the provider's answer was refused.
             TokenEndpointError, TokenError, NetworkError, StorageError: as for any login.
         """
+        with telemetry.login("web", self.provider):
+            return await self._complete(params, cookie)
+
+    async def _complete(
+        self, params: Mapping[str, str], cookie: str | None
+    ) -> tuple[str, AuthData]:
         data = self._open(cookie)
         now = self._clock()
         self._used = {s: t for s, t in self._used.items() if t > now}
