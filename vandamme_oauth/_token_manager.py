@@ -675,7 +675,7 @@ class TokenManager(AsyncClosing):
         started = self._now()
         if self._telemetry:
             telemetry.instruments().remaining_lifetime.record(
-                self._windows.expiry - started, self._attributes
+                max(self._windows.expiry - started, 0.0), self._attributes
             )
         try:
             new = await self._tokens.refresh(latest)

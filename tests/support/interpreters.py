@@ -15,7 +15,9 @@ def python_without(tmp_path: Path, *packages: str) -> list[str]:
     ``packages``: the site folder's entries are linked into ``tmp_path`` (less theirs, and
     their ``*.dist-info``), and the interpreter runs with no site processing. Append the
     code to run."""
-    site = Path(importlib.import_module(packages[0]).__file__ or "").resolve().parents[1]
+    module = importlib.import_module(packages[0])
+    where = module.__file__ or next(iter(module.__path__))  # a namespace package has no file
+    site = Path(where).resolve().parents[0 if module.__file__ is None else 1]
     left_out = tuple(p.lower() for p in packages)
     for entry in site.iterdir():
         if not entry.name.lower().startswith(left_out):
