@@ -13,6 +13,10 @@ encodings the client accepts. A usage limit (429) reaches the client with a ``Re
 saying when the limit resets. A small request body (up to 1 MiB with a known
 length) is kept so that a 401 can be retried once after a refresh; a larger or chunked one
 is streamed and a 401 is passed back (the next request uses the refreshed token).
+
+With OpenTelemetry's Prometheus exporter installed (``pip install "vandamme-oauth[otel]"
+opentelemetry-sdk opentelemetry-exporter-prometheus``), ``GET /metrics`` shows the library's
+metrics (refreshes, waits, logins about to expire...) in Prometheus' text format.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from vandamme_oauth.integrations.httpx import TokenManagerAuth
 from vandamme_oauth.providers import chatgpt
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 CLIENT = web.AppKey("client", httpx.AsyncClient)
 UPSTREAM = web.AppKey("upstream", str)
@@ -92,10 +96,31 @@ async def usage_limited(upstream: httpx.Response) -> web.Response:
     return web.Response(status=429, body=body, headers=headers)
 
 
+def metrics_handler() -> Callable[[web.Request], Awaitable[web.Response]] | None:
+    """``/metrics`` through OpenTelemetry's Prometheus exporter, when it is installed."""
+    try:
+        from opentelemetry import metrics
+        from opentelemetry.exporter.prometheus import PrometheusMetricReader
+        from opentelemetry.sdk.metrics import MeterProvider
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+    except ImportError:
+        return None
+    metrics.set_meter_provider(MeterProvider(metric_readers=[PrometheusMetricReader()]))
+
+    async def serve(request: web.Request) -> web.Response:
+        body = await asyncio.to_thread(generate_latest)  # collection runs the callbacks
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return serve
+
+
 def make_app(manager: TokenManager, upstream: str) -> web.Application:
-    """The proxy: every path and method is forwarded to ``upstream``."""
+    """The proxy: every path and method is forwarded to ``upstream`` (but ``/metrics``,
+    when the Prometheus exporter is installed)."""
     app = web.Application()
     app[UPSTREAM] = upstream
+    if (metrics := metrics_handler()) is not None:
+        app.router.add_get("/metrics", metrics)
 
     async def client_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout = httpx.Timeout(30.0, read=600.0)  # model output can pause between chunks

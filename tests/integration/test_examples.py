@@ -423,3 +423,35 @@ async def test_starlette_webapp_example_without_starlette_names_the_install(
     assert err.splitlines() == [
         "starlette_webapp needs Starlette: pip install 'vandamme-oauth[starlette]' uvicorn"
     ]
+
+
+async def test_chatgpt_proxy_example_serves_prometheus_metrics(
+    provider_config: ProviderConfig, tmp_path: Path, upstream: tuple[Upstream, str]
+) -> None:
+    """With the Prometheus exporter installed, `GET /metrics` shows the library's metrics:
+    the manager by state, and the refresh a rejected token caused, by outcome."""
+    api, up_url = upstream
+    login = await stored_login(provider_config, tmp_path)
+    proxy = await example(
+        "chatgpt_proxy",
+        *("--upstream", f"{up_url}/backend-api", "--port", "0"),
+        *("--login", "work", "--home", str(tmp_path)),
+    )
+    base = (await line_starting(proxy, "Proxying ")).split()[1]
+    async with httpx.AsyncClient(trust_env=False, timeout=60) as client:
+        api.reject = login.auth.access_token
+        assert (await client.post(f"{base}/codex/responses", content=b"{}")).status_code == 200
+        metrics = await client.get(f"{base}/metrics")
+    await interrupt(proxy)
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    lines = metrics.text.splitlines()
+    assert any(
+        line.startswith("vandamme_oauth_managers")
+        and 'vandamme_oauth_manager_state="fresh"' in line
+        for line in lines
+    ), metrics.text
+    assert any(
+        line.startswith("vandamme_oauth_refreshes") and 'vandamme_oauth_outcome="success"' in line
+        for line in lines
+    ), metrics.text
