@@ -34,6 +34,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": ("_dialect", "_provider", "_protocol", "_token_response", "_device_codes"),
     "transport": (
         "_http_client",
+        "_endpoints",
         "_token_client",
         "_loopback_guard",
         "_callback_server",

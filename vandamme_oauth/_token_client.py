@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING
 
 from . import _telemetry as telemetry
 from ._closing import AsyncClosing
-from ._exceptions import HttpError, NetworkError
+from ._endpoints import DEFAULT_MAX_REFRESHES, Endpoint, endpoint_for
+from ._exceptions import HttpError, NetworkError, TokenEndpointError
 from ._http_client import (
     RetryPolicy,
     load_retry_machinery,
-    new_http_client,
     parse_retry_after,
     send_with_retries,
-    shared_ssl_context,
 )
 from ._protocol import (
     TokenRequest,
@@ -56,19 +55,30 @@ class TokenClient(AsyncClosing):
         http_client: httpx.AsyncClient | None = None,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.time,
+        max_refreshes: int = DEFAULT_MAX_REFRESHES,
     ) -> None:
         self.provider = provider
         self._owns_client = http_client is None
-        self._client = http_client  # ours is made on first use, off the event loop
+        self._client = http_client  # the endpoint's shared one is taken on first use
         self._retry = retry or RetryPolicy()
         self._clock = clock
+        self._max_refreshes = max_refreshes
+        self._endpoint: Endpoint | None = None
+
+    def endpoint(self) -> Endpoint:
+        """What the token clients of this token endpoint share in this event loop."""
+        if self._endpoint is None:
+            self._endpoint = endpoint_for(
+                self.provider.token_endpoint, max_refreshes=self._max_refreshes
+            )
+        return self._endpoint
 
     async def aclose(self) -> None:
-        """Close the HTTP client if we created it."""
+        """Stop using the endpoint's shared HTTP client (the last user closes it)."""
         client = self._client
         if self._owns_client and client is not None:
             self._client = None
-            await client.aclose()
+            await self.endpoint().leave_client()
 
     async def open(self) -> None:
         """Make the HTTP client and load the retry machinery now (off the event loop),
@@ -77,11 +87,14 @@ class TokenClient(AsyncClosing):
         await load_retry_machinery()
 
     async def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            context = await shared_ssl_context()
-            if self._client is None:  # another call may have made it while we waited
-                self._client = new_http_client(verify=context)
-        return self._client
+        client = self._client
+        if client is None:
+            client = await self.endpoint().use_client()
+            if self._client is not None:  # another call took one while we waited
+                await self.endpoint().leave_client()
+                return self._client
+            self._client = client
+        return client
 
     async def post(self, request: TokenRequest, *, idempotent: bool) -> httpx.Response:
         """Send ``request`` with the client's authentication (a confidential client's
@@ -187,7 +200,21 @@ class TokenClient(AsyncClosing):
                 "the stored login has no refresh token and its access token expired; log in again"
             )
         request = refresh_request(self.provider, current.refresh_token)
-        return await self._token_call(request, grant="refresh_token", previous=current)
+        endpoint = self.endpoint()
+        endpoint.check_pause(self._clock())  # another refresh was told 429: no request
+        async with endpoint.slots:  # at most max_refreshes in flight to this endpoint
+            endpoint.check_pause(self._clock())
+            endpoint.in_flight += 1
+            endpoint.most_in_flight = max(endpoint.most_in_flight, endpoint.in_flight)
+            try:
+                return await self._token_call(request, grant="refresh_token", previous=current)
+            except TokenEndpointError as exc:
+                if exc.status_code == 429:
+                    wait = exc.retry_after if exc.retry_after is not None else 1.0
+                    endpoint.pause(wait, self._clock())
+                raise
+            finally:
+                endpoint.in_flight -= 1
 
     async def revoke(self, data: AuthData) -> bool:
         """Revoke the refresh token (or the access token when there is none), RFC 7009.

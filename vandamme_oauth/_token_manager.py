@@ -153,6 +153,9 @@ class TokenManager(AsyncClosing):
             (``Retry-After`` is honoured up to this bound).
         min_refresh_interval: At most one refresh starts per this many seconds (default 1):
             a provider whose tokens live less than a round trip gets no hot loop.
+        max_refreshes: Refreshes in flight at once to this token endpoint, for all the
+            managers of this event loop (the first manager's bound holds; default 16). A
+            429 from the endpoint pauses every refresh there for its ``Retry-After``.
         refresh_jitter: Each adopted login's advisory instant moves earlier by a random
             fraction of its lifetime up to this (default 0.05, never past the mandatory
             instant), so logins obtained together do not all refresh together.
@@ -175,6 +178,7 @@ class TokenManager(AsyncClosing):
         max_backoff: float = 60.0,
         min_refresh_interval: float = 1.0,
         refresh_jitter: float = 0.05,
+        max_refreshes: int = 16,
         watch_interval: float | None = 0.5,
         close_timeout: float = 10.0,
     ) -> None:
@@ -191,7 +195,13 @@ class TokenManager(AsyncClosing):
         if steady_clock is None:
             steady_clock = _platform_steady_clock if clock is time.time else clock
         self._now = steady_clock
-        self._tokens = TokenClient(provider, http_client=http_client, retry=retry, clock=clock)
+        self._tokens = TokenClient(
+            provider,
+            http_client=http_client,
+            retry=retry,
+            clock=clock,
+            max_refreshes=max_refreshes,
+        )
         # The hot path reads only _token and _serve_until (both set by _decided()).
         self._token = ""
         self._serve_until = -math.inf
