@@ -63,10 +63,10 @@ class TokenServer:
             return web.json_response(
                 {"error": "slow_down"}, status=429, headers={"Retry-After": "30"}
             )
-        n = self.done
+        n, sent = self.done, str(form["refresh_token"])
         return web.json_response(
             {
-                "access_token": f"AT{n}-{form['refresh_token']}",
+                "access_token": f"AT{n}-{sent}",
                 "refresh_token": f"RT{n}",
                 "expires_in": 3600,
             }
