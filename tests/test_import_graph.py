@@ -43,6 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "orchestration": (
         "_manager_policy",
         "_token_manager",
+        "_pool",
         "_flow",
         "_device",
         "storage._base",

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ._pkce import PkcePair as PkcePair
     from ._pkce import new_pkce as new_pkce
     from ._pkce import new_state as new_state
+    from ._pool import LoginPool as LoginPool
     from ._profiles import open_login as open_login
     from ._provider import ProviderConfig as ProviderConfig
     from ._token_client import TokenClient as TokenClient
@@ -68,6 +69,7 @@ _LAZY = {
     "FileSystemAuthStorage": ".storage",
     "InMemoryAuthStorage": ".storage",
     "KeyringAuthStorage": ".storage._keyring",
+    "LoginPool": "._pool",
     "ManagerState": "._token_manager",
     "OAuthFlow": "._flow",
     "PkcePair": "._pkce",
@@ -105,6 +107,7 @@ __all__ = [
     "InvalidJWTError",
     "IssuerMismatchError",
     "KeyringAuthStorage",
+    "LoginPool",
     "ManagerState",
     "NetworkError",
     "NotAuthenticatedError",
