@@ -264,7 +264,7 @@ def upgrade(session: nox.Session) -> None:
     into this session's venv, and run lint, typecheck and the suite there. Prints which
     packages moved and which steps broke; the committed uv.lock is left as it is (take the
     bump with `uv lock --upgrade`, then `scripts/test`)."""
-    scratch = Path(session.create_tmp()) / "upgrade"
+    scratch = Path(session.create_tmp()).resolve() / "upgrade"
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     for name in ("pyproject.toml", "uv.lock", "README.md"):
