@@ -5,8 +5,10 @@ imported."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +16,11 @@ import httpx
 import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import (
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    NumberDataPoint,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -84,6 +90,24 @@ class Recorded:
             if key[0] == name and wanted <= set(key[1])
         )
 
+    def total(self, name: str) -> float:
+        """The sum of every value the histogram ``name`` recorded in this process."""
+        found = 0.0
+        data = self.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name != name:
+                        continue
+                    for point in metric.data.data_points:
+                        assert isinstance(point, HistogramDataPoint)
+                        found += point.sum
+        return found
+
+    def attribute_sets(self, name: str) -> list[dict[str, Any]]:
+        """The attributes of every point of ``name``."""
+        return [dict(key[1]) for key in self.points() if key[0] == name]
+
     def finished(self, name: str) -> list[ReadableSpan]:
         return [s for s in self.spans.get_finished_spans() if s.name == name]
 
@@ -136,6 +160,57 @@ async def test_a_successful_refresh(
     assert span.status.status_code is StatusCode.UNSET
 
 
+async def test_durations_are_measured_from_the_start_of_what_they_time(
+    recorded: Recorded, clock: FakeClock, http: httpx.AsyncClient
+) -> None:
+    """The refresh's duration, the caller's wait and the lock wait each lie between zero
+    and the time the whole call took, seen from outside; the lock event carries its wait;
+    a success carries no error type and counts no storage error."""
+    timed = (
+        "vandamme_oauth.refresh.duration",
+        "vandamme_oauth.refresh.wait.duration",
+        "vandamme_oauth.storage.lock.wait.duration",
+    )
+    before = {name: recorded.total(name) for name in timed}
+    outside = time.monotonic()
+    async with no_watch_manager(InMemoryAuthStorage(expired(clock)), clock, http) as m:
+        assert await m.get_access_token() == "AT1"
+    took = time.monotonic() - outside
+    for name in timed:
+        assert recorded.delta(name) == 1, name
+        assert 0 <= recorded.total(name) - before[name] <= took, name
+    (span,) = recorded.finished("vandamme_oauth.refresh")
+    (event,) = span.events
+    waited = dict(event.attributes or {})["vandamme_oauth.lock.wait"]
+    assert isinstance(waited, float)
+    assert 0 <= waited <= took
+    for attributes in recorded.attribute_sets("vandamme_oauth.refreshes"):
+        if attributes["vandamme_oauth.outcome"] == "success":
+            assert "error.type" not in attributes
+    assert recorded.delta("vandamme_oauth.storage.errors") == 0
+
+
+@pytest.mark.parametrize(("before_expiry", "remaining"), [(100.0, 100.0), (-5.0, 0.0)])
+async def test_the_remaining_lifetime_is_what_was_left_when_the_refresh_started(
+    recorded: Recorded,
+    clock: FakeClock,
+    http: httpx.AsyncClient,
+    before_expiry: float,
+    remaining: float,
+) -> None:
+    """A refresh ahead 100 s before expiry records 100 s; one after expiry records 0."""
+    stored = login(clock, expires_in=3600)
+    async with no_watch_manager(InMemoryAuthStorage(stored), clock, http) as m:
+        assert await m.get_access_token() == "AT0"
+        before = recorded.total(REMAINING)
+        clock.advance(3600 - before_expiry)
+        await m.refresh()
+    assert recorded.total(REMAINING) - before == remaining
+
+
+REMAINING = "vandamme_oauth.token.remaining_lifetime"
+
+
 async def test_an_adopted_refresh(
     recorded: Recorded, clock: FakeClock, http: httpx.AsyncClient
 ) -> None:
@@ -156,6 +231,26 @@ async def test_an_adopted_refresh(
         assert await m.get_access_token() == "AT-THEIRS"
     assert recorded.delta("vandamme_oauth.refreshes", **{"vandamme_oauth.outcome": "adopted"}) == 1
     assert recorded.delta("vandamme_oauth.refreshes", **{"vandamme_oauth.outcome": "success"}) == 0
+
+
+async def test_a_rejected_refresh_token_with_a_newer_login_stored_is_adopted(
+    recorded: Recorded, clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """invalid_grant, because another process refreshed meanwhile: the stored login is
+    served and the refresh counts as adopted, not as a permanent failure."""
+    storage = InMemoryAuthStorage(expired(clock))
+    endpoint.fail = (400, {"error": "invalid_grant"})
+    async with no_watch_manager(storage, clock, http) as m:
+        endpoint.gate.clear()
+        call = asyncio.ensure_future(m.get_access_token())
+        await endpoint.arrived.wait()
+        await storage.write_auth(login(clock, token="AT-THEIRS").replace(refresh_token="R2"))
+        endpoint.gate.set()
+        assert await call == "AT-THEIRS"
+    adopted = {**BASE, "vandamme_oauth.outcome": "adopted"}
+    assert recorded.delta("vandamme_oauth.refreshes", **adopted) == 1
+    failed = {"vandamme_oauth.outcome": "permanent_failure"}
+    assert recorded.delta("vandamme_oauth.refreshes", **failed) == 0
 
 
 @pytest.mark.parametrize(
@@ -219,7 +314,7 @@ async def test_a_storage_failure(
             await m.get_access_token()
     labels = {"vandamme_oauth.outcome": "storage_failure", "error.type": "storage"}
     assert recorded.delta("vandamme_oauth.refreshes", **labels) == 1
-    down = {"vandamme_oauth.storage.backend": "down"}
+    down = {"vandamme_oauth.storage.backend": "down", "error.type": "storage"}
     assert recorded.delta("vandamme_oauth.storage.errors", **down) == 1
 
 

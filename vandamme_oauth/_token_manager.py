@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Self
 from . import _telemetry as telemetry
 from ._backoff import Backoff
 from ._closing import AsyncClosing
+from ._endpoints import DEFAULT_MAX_REFRESHES
 from ._exceptions import (
     HttpError,
     NetworkError,
@@ -178,7 +179,7 @@ class TokenManager(AsyncClosing):
         max_backoff: float = 60.0,
         min_refresh_interval: float = 1.0,
         refresh_jitter: float = 0.05,
-        max_refreshes: int = 16,
+        max_refreshes: int = DEFAULT_MAX_REFRESHES,
         watch_interval: float | None = 0.5,
         close_timeout: float = 10.0,
     ) -> None:
@@ -504,13 +505,14 @@ class TokenManager(AsyncClosing):
         )
 
     async def _restore_locked(self) -> AuthData:
-        """Under the lock: write back the login we hold (the newest: an unsaved one first)."""
-        held = self._unsaved[1] if self._unsaved is not None else self._auth
+        """Under the lock: write back the login we hold, the newest there is (a refresh
+        storage refused is held as ``_auth`` too, until it is stored)."""
+        held = self._auth
         assert held is not None  # noqa: S101 - _data_lost() checked
         await self.storage.write_auth(held)
         log.warning("the login vanished from storage without a logout (data loss); restored it")
         self._unsaved = None
-        self._adopt(held, ours=True)
+        self._decided()
         return held
 
     def _storage_failed(self, exc: StorageError) -> AuthData:
@@ -554,7 +556,7 @@ class TokenManager(AsyncClosing):
                     return self._serve_or_raise()
             return await self._locked()
         except StorageError as exc:
-            self._record("storage_failure", telemetry.error_type(exc), storage_error=True)
+            self._record_storage_failure(exc)
             return self._storage_failed(exc)
 
     async def _locked(self) -> AuthData:
@@ -589,14 +591,7 @@ class TokenManager(AsyncClosing):
         if self._telemetry:
             self._outcome = (outcome, None if exc is None else telemetry.error_type(exc))
 
-    def _record(
-        self,
-        outcome: str,
-        error: str | None,
-        *,
-        duration: float | None = None,
-        storage_error: bool = False,
-    ) -> None:
+    def _record(self, outcome: str, error: str | None, *, duration: float | None = None) -> None:
         if not self._telemetry:
             return
         tools = telemetry.instruments()
@@ -606,9 +601,15 @@ class TokenManager(AsyncClosing):
         tools.refreshes.add(1, attributes)
         if duration is not None:
             tools.refresh_duration.record(duration, attributes)
-        if storage_error:
-            backend = {"vandamme_oauth.storage.backend": _backend(self.storage)}
-            tools.storage_errors.add(1, {**backend, "error.type": error or "storage"})
+
+    def _record_storage_failure(self, exc: StorageError) -> None:
+        """A refresh that storage stopped: counted as a refresh and as a storage error."""
+        if not self._telemetry:
+            return
+        error = telemetry.error_type(exc)
+        self._record("storage_failure", error)
+        backend = {"vandamme_oauth.storage.backend": _backend(self.storage)}
+        telemetry.instruments().storage_errors.add(1, {**backend, "error.type": error})
 
     def _serve_or_raise(self) -> AuthData:
         """The current login while it may be served; else the error that stops refreshes."""
