@@ -48,6 +48,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_device",
         "storage._base",
         "storage._memory",
+        "storage._home_watch",
         "storage._filesystem",
         "storage._keyring",
         "storage._redis",

@@ -18,6 +18,7 @@ from tests.storage.test_contract import LOGIN, relogin_and_logout_reach_a_manage
 from tests.support.managers import FakeTokenEndpoint, manager
 from vandamme_oauth import FileSystemAuthStorage, StorageError
 from vandamme_oauth.storage import default_home, list_logins
+from vandamme_oauth.storage._home_watch import home_watcher
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable
@@ -464,28 +465,17 @@ async def test_the_home_is_created_private_not_made_private_afterwards(
 
 
 async def test_the_watcher_takes_a_reference_before_it_compares(tmp_path: Path) -> None:
-    """changes(): the first stat is a reference; an unchanged file yields nothing, a
-    changed one yields."""
+    """changes(): the first stat is a reference; scans of an unchanged file yield nothing,
+    a changed one yields."""
     storage = FileSystemAuthStorage(tmp_path, "p")
     await storage.write_auth(LOGIN)
-    looked = asyncio.Event()
-    stats = 0
-    stat_sync = storage._stat_sync
-
-    def counting() -> tuple[int, int, int] | None:
-        nonlocal stats
-        stats += 1
-        if stats >= 3:
-            looked.set()
-        return stat_sync()
-
-    storage._stat_sync = counting  # type: ignore[method-assign]
     changes = storage.changes(interval=0)
     pending = asyncio.ensure_future(anext(changes))
+    watcher = home_watcher(tmp_path, 0)
     try:
-        either: set[asyncio.Future[Any]] = {pending, asyncio.ensure_future(looked.wait())}
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        assert not pending.done()  # the reference and two unchanged looks
+        while watcher.scans < 3:
+            await watcher.scanned.wait()
+        assert not pending.done()  # the reference and unchanged scans
         await storage.write_auth(LOGIN.replace(access_token="AT2"))
         await pending
     finally:

@@ -30,6 +30,7 @@ import anyio.to_thread
 from .._exceptions import StorageError, ValidationError
 from .._login import _NAME_RE, AuthData, check_login_name
 from ._base import ConditionalWrite, LockedClear, Preparable, RemembersProvider, Watchable
+from ._home_watch import home_watcher, stat_of
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Mapping
@@ -407,21 +408,17 @@ class FileSystemAuthStorage(
         await anyio.to_thread.run_sync(importlib.import_module, "filelock")
 
     def _stat_sync(self) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return stat_of(self.path)
 
     async def changes(self, *, interval: float = 0.5) -> AsyncGenerator[None, None]:
-        """Yield when the auth file was replaced, changed or removed: a cheap ``stat`` every
-        ``interval`` seconds, in a worker thread."""
-        last = await anyio.to_thread.run_sync(self._stat_sync)
-        while True:
-            await asyncio.sleep(interval)
-            current = await anyio.to_thread.run_sync(self._stat_sync)
-            if current != last:
-                last = current
+        """Yield when the auth file was replaced, changed or removed. All the logins of one
+        home share one watcher task per event loop (one folder ``stat`` per ``interval`` in
+        a worker thread; see ``storage/_home_watch.py``)."""
+        watcher = home_watcher(self.home_dir, interval)
+        async with watcher.watching(self.path) as changed:
+            while True:
+                await changed.wait()
+                changed.clear()
                 yield
 
     def _track(self, future: asyncio.Future[Any]) -> asyncio.Future[Any]:
