@@ -51,6 +51,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "storage._home_watch",
         "storage._filesystem",
         "storage._keyring",
+        "storage._redis_hub",
         "storage._redis",
     ),
     "dialects": ("providers", "providers.chatgpt", "storage._codex"),

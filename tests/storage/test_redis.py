@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
 import uuid
@@ -24,9 +23,10 @@ from vandamme_oauth import (
 )
 from vandamme_oauth.storage import _redis as redis_storage
 from vandamme_oauth.storage._redis import login_keys
+from vandamme_oauth.storage._redis_hub import hub_for
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Awaitable, Callable
     from pathlib import Path
 
 
@@ -47,8 +47,8 @@ async def pair(
     redis_server: RedisServer, key: str
 ) -> AsyncIterator[tuple[RedisAuthStorage, RedisAuthStorage]]:
     """Two hosts' storages for one login."""
-    a = RedisAuthStorage.from_url(redis_server.url, key=key)
-    b = RedisAuthStorage.from_url(redis_server.url, key=key)
+    a = RedisAuthStorage.from_url(redis_server.url, key=key, client_name="host-a")
+    b = RedisAuthStorage.from_url(redis_server.url, key=key, client_name="host-b")
     yield a, b
     await a.aclose()
     await b.aclose()
@@ -566,45 +566,20 @@ async def test_writes_under_the_lock_are_fenced_against_what_the_holder_saw(
 
 
 class Watched:
-    """A spy on one storage's watcher: what ``changes()`` does, in order (``subscribe``,
-    ``quiet`` or ``message`` for each wait for a message, ``version`` for each look at the
-    version, ``error`` for a failure injected with `fail_next`)."""
+    """A spy on one storage's watcher: each look at the login's version, in order."""
 
     def __init__(self, storage: RedisAuthStorage) -> None:
         self.seen: list[str] = []
-        self.fail_next = False
         self._recorded = asyncio.Event()
-        version, next_message, subscribe = (
-            storage._version,
-            storage._next_message,
-            storage._subscribe,
-        )
+        version = storage._version
 
         async def spy_version() -> tuple[int, object] | None:
             value = await version()
-            self._record("version")
+            self.seen.append("version")
+            self._recorded.set()
             return value
 
-        async def spy_next_message(pubsub: Any, timeout: float) -> dict[str, Any] | None:
-            if self.fail_next:
-                self.fail_next = False
-                self._record("error")
-                raise redis.exceptions.ConnectionError("injected: the connection dropped")
-            message = await next_message(pubsub, timeout)
-            self._record("quiet" if message is None else "message")
-            return message
-
-        async def spy_subscribe(pubsub: Any) -> None:
-            await subscribe(pubsub)
-            self._record("subscribe")
-
         storage._version = spy_version  # type: ignore[method-assign]
-        storage._next_message = spy_next_message  # type: ignore[method-assign]
-        storage._subscribe = spy_subscribe  # type: ignore[method-assign]
-
-    def _record(self, what: str) -> None:
-        self.seen.append(what)
-        self._recorded.set()
 
     async def until(
         self, done: Callable[[list[str]], bool], *, unless: asyncio.Future[None]
@@ -618,94 +593,70 @@ class Watched:
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             recorded.cancel()
 
-    def waits_and_looks(self) -> list[str]:
-        return [what for what in self.seen if what != "subscribe"]
 
-
-async def watcher_rhythm(a: RedisAuthStorage, b: RedisAuthStorage) -> None:
-    """The watcher's rhythm: its first look at ``version`` is only a reference; it then
-    waits for a message one interval at a time and looks at the version after every ten
-    quiet intervals (a change whose message was lost is found there); a message makes it
-    look at once; it yields only when the version changed since its last yield; after a
-    Redis error it looks at once and subscribes again."""
+async def watcher_rhythm(
+    a: RedisAuthStorage, b: RedisAuthStorage, kill_pubsub: Callable[[], Awaitable[object]]
+) -> None:
+    """The watcher's rhythm: its first look at ``version`` is a reference, and the
+    confirmation of its subscription makes it look again (covering a write made in
+    between), without a yield when nothing changed; a message makes it look and yield; a
+    pub/sub connection killed by the server is replaced, and a change made meanwhile, whose
+    message nobody heard, is found by the look the new subscription's confirmation makes;
+    messages then reach it again."""
     watched = Watched(a)
     changes = a.changes(interval=0.01)
     pending = asyncio.ensure_future(anext(changes))
     try:
         async with asyncio.timeout(30):  # a hang guard, not a measurement
-            # 1. A change nobody announced is found by the look after ten quiet intervals.
+            # 1. The reference and the confirmation's look: nothing changed, no yield.
             await watched.until(lambda seen: seen.count("version") >= 2, unless=pending)
-            assert not pending.done()  # the reference and one unchanged look: no yield
+            assert not pending.done()
+            # 2. An announced change: looked at and yielded.
+            await b.write_auth(LOGIN)
+            await pending
+            # 3. The connection dies; a change nobody announces is found once it is back.
+            pending = asyncio.ensure_future(anext(changes))
+            await kill_pubsub()
             await a._client.hincrby(a.data_key, "version", 1)
             await pending
-            steps = watched.waits_and_looks()
-            looks = [i for i, what in enumerate(steps) if what == "version"]
-            assert looks[0] == 0
-            assert all(later - earlier == 11 for earlier, later in itertools.pairwise(looks))
-            assert set(steps) == {"version", "quiet"}
-            assert watched.seen.count("subscribe") == 1
-            # 2. An announced change is looked at as soon as its message arrives.
-            watched.seen.clear()
-            await b.write_auth(LOGIN)
-            await anext(changes)
-            steps = watched.waits_and_looks()
-            assert steps[-2:] == ["message", "version"]
-            assert set(steps[:-2]) <= {"quiet"}
-            assert len(steps) < 12
-            # 3. Nothing changed: looks, but no yield.
-            watched.seen.clear()
+            # 4. Messages reach the watcher again.
             pending = asyncio.ensure_future(anext(changes))
-            await watched.until(lambda seen: seen.count("version") >= 2, unless=pending)
-            assert not pending.done()
-            # 4. A dropped connection: a look at once, a new subscription, and messages
-            # reach the watcher again.
-            watched.seen.clear()
-            watched.fail_next = True
-            await watched.until(lambda seen: "subscribe" in seen, unless=pending)
-            dropped = watched.seen.index("error")  # a wait under way may end first
-            assert watched.seen[dropped : dropped + 3] == ["error", "version", "subscribe"]
-            assert not pending.done()
             await b.write_auth(LOGIN.replace(access_token="AT-after-the-drop"))
             await pending
-            assert watched.waits_and_looks()[-2:] == ["message", "version"]
     finally:
         pending.cancel()
         await asyncio.wait({pending})
         await changes.aclose()
 
 
-async def test_the_watcher_wakes_on_messages_and_looks_every_ten_quiet_intervals(
-    pair: tuple[RedisAuthStorage, RedisAuthStorage],
+async def test_the_watcher_looks_on_messages_and_after_reconnecting(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage], raw: aioredis.Redis
 ) -> None:
     """See `watcher_rhythm`."""
-    await watcher_rhythm(*pair)
+    await watcher_rhythm(*pair, lambda: raw.client_kill_filter(_type="pubsub"))
 
 
-async def test_a_cancelled_watcher_stops_while_it_listens(
+async def test_a_cancelled_watcher_stops_and_leaves_its_channel(
     pair: tuple[RedisAuthStorage, RedisAuthStorage],
 ) -> None:
-    """Cancelling a task that iterates ``changes()`` ends it, whether the cancellation
-    lands while it waits for a message (redis-py may swallow it there) or elsewhere; the
-    subscription is closed."""
+    """Cancelling a task that iterates ``changes()`` ends it wherever the cancellation
+    lands; its channel is left, and with the last one the shared pub/sub connection stops
+    reading."""
     a, _ = pair
-    listening = asyncio.Event()
-    next_message = a._next_message
-
-    async def spy(pubsub: object, timeout: float) -> dict[str, object] | None:
-        listening.set()
-        return await next_message(pubsub, timeout)
-
-    a._next_message = spy  # type: ignore[method-assign]
+    hub = hub_for(a._client)
     for turns in range(4):
-        listening.clear()
+        watched = Watched(a)
         watcher = asyncio.ensure_future(anext(a.changes(interval=0.05)))
-        await listening.wait()
+        await watched.until(lambda seen: seen.count("version") >= 2, unless=watcher)
+        assert hub.channels == 1
         for _ in range(turns):
             await asyncio.sleep(0)
         watcher.cancel()
         async with asyncio.timeout(10):  # a hang guard: a swallowed cancel never ends
             await asyncio.wait({watcher})
         assert watcher.cancelled()
+        assert hub.channels == 0
+        assert hub._reader is None
 
 
 async def test_a_waiter_cancelled_leaves_the_holders_lock_alone(
@@ -734,26 +685,29 @@ async def test_a_waiter_cancelled_leaves_the_holders_lock_alone(
     assert waiting.cancelled()
 
 
-async def test_a_dropped_connection_while_waiting_for_the_lock_is_a_storage_error(
-    pair: tuple[RedisAuthStorage, RedisAuthStorage],
+async def test_a_dropped_pubsub_connection_while_waiting_for_the_lock_is_survived(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage], raw: aioredis.Redis
 ) -> None:
-    """B waits for A's lock and its connection drops while it listens for the release:
-    one StorageError line naming the lock and the cause."""
+    """B waits for A's lock and the server kills every pub/sub connection: B keeps waiting
+    (its short poll and the reconnected hub) and takes the lock once A releases it."""
     a, b = pair
-    listen = b._next_message
+    refused = count_refusals(b)
+    acquired = asyncio.Event()
 
-    async def dropped(pubsub: Any, timeout: float) -> dict[str, Any] | None:
-        await listen(pubsub, timeout)
-        raise redis.exceptions.ConnectionError("injected: the connection dropped")
+    async def waiter() -> None:
+        async with b.lock():
+            acquired.set()
 
-    b._next_message = dropped  # type: ignore[method-assign]
     async with a.lock():
-        refusal = await lock_refused(b)
-    assert str(refusal) == (
-        f"cannot lock the login {b.key!r} in Redis: ConnectionError: "
-        "injected: the connection dropped"
-    )
-    assert isinstance(refusal.__cause__, redis.exceptions.ConnectionError)
+        waiting = asyncio.create_task(waiter())
+        await refused[0].wait()
+        await raw.client_kill_filter(_type="pubsub")
+        refused[0].clear()
+        await refused[0].wait()  # still trying after the drop
+        assert not acquired.is_set()
+    async with asyncio.timeout(10):  # a hang guard
+        await waiting
+    assert acquired.is_set()
 
 
 async def test_a_failed_renewal_is_tried_again(

@@ -95,4 +95,12 @@ async def test_the_watcher_keeps_its_rhythm_on_sharded_channels(
     """The same rhythm as on one server (see `watcher_rhythm`), with sharded messages."""
     a, b = hosts
     await a.read_auth()  # the cluster client learns the slot map on its first command
-    await watcher_rhythm(a, b)
+    client = b._client
+    assert isinstance(client, RedisCluster)
+
+    async def kill_pubsub() -> None:
+        await client.execute_command(
+            "CLIENT KILL", "TYPE", "pubsub", target_nodes=RedisCluster.ALL_NODES
+        )
+
+    await watcher_rhythm(a, b, kill_pubsub)

@@ -50,6 +50,7 @@ from ._base import (
     Watchable,
     parse_stored,
 )
+from ._redis_hub import hub_for, release_client, shared_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
@@ -118,12 +119,6 @@ def login_keys(key: str) -> tuple[str, str, str]:
     return base, f"{base}:lock", f"{base}:changes"
 
 
-async def _aclose(pubsub: Any) -> None:
-    """Close a pub/sub connection. Typed as Any: redis-py annotated ``PubSub.aclose`` only in
-    later releases, and we support both (an ignore would be unused in one of them)."""
-    await pubsub.aclose()
-
-
 def _check_cancelled() -> None:
     """Re-raise a cancellation that redis-py turned into a connection error: code that
     catches ``RedisError`` to carry on must not swallow its task's cancellation."""
@@ -164,6 +159,7 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
             raise ValidationError("RedisAuthStorage needs a non-empty key")
         self._client = client
         self._owns_client = False
+        self._shared_client = False
         self.key = key
         self.data_key, self.lock_key, self.channel = login_keys(key)
         self.lock_ttl = lock_ttl
@@ -194,7 +190,11 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
         """Build from a URL such as ``redis://127.0.0.1:6379/0`` (``rediss://`` for TLS,
         ``unix://`` for a socket).
 
-        Keyword arguments other than ``lock_ttl`` / ``lock_timeout`` go to the client.
+        Keyword arguments other than ``lock_ttl`` / ``lock_timeout`` go to the client's
+        connection pool. Storages made with the same URL and arguments in one event loop
+        share one client: at most ``max_connections`` connections (default 2: one shared
+        pub/sub connection for every login's notifications, one for commands), closed
+        with the last of them by `aclose()`.
 
         Raises:
             ValidationError: the URL is not a Redis URL.
@@ -209,22 +209,28 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
         kwargs.setdefault("socket_timeout", 10.0)
         kwargs.setdefault("socket_connect_timeout", 5.0)
         try:
-            client = aioredis.Redis.from_url(url, **kwargs)
+            client, shared = shared_client(url, kwargs)
         except ValueError as exc:
             raise ValidationError(f"bad Redis URL: {exc}") from None
         storage = cls(client, key=key, **options)
         storage._owns_client = True
+        storage._shared_client = shared
         return storage
 
     def __repr__(self) -> str:
         return f"RedisAuthStorage(key={self.key!r})"
 
     async def aclose(self) -> None:
-        """Finish background releases and close the client if `from_url()` created it."""
+        """Finish background releases and close the client if `from_url()` created it
+        (a client shared by several storages closes with the last of them)."""
         if self._background:
             await asyncio.wait(set(self._background))
         if self._owns_client:
-            await self._client.aclose()
+            self._owns_client = False
+            if self._shared_client:
+                await release_client(self._client)
+            else:
+                await self._client.aclose()
 
     def _error(self, exc: Exception, doing: str) -> StorageError:
         return StorageError(
@@ -350,54 +356,19 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
         return int(version or 0), wid
 
     async def changes(self, *, interval: float = 0.5) -> AsyncGenerator[None, None]:
-        """Yield when the login was written or cleared by anyone: woken by the channel's
-        messages, with a slow poll of ``version`` (every 10 intervals) for lost ones."""
+        """Yield when the login was written or cleared by anyone. Every login of one client
+        shares one pub/sub connection (see ``storage/_redis_hub.py``); a message on this
+        login's channel, or a (re)confirmed subscription, makes it read ``version``.
+        ``interval`` is unused: Redis notifies."""
         last = await self._version()
-        pubsub = self._client.pubsub()
-        subscribed = False
-        quiet = 0  # intervals without a message since the last look at the version
-        try:
+        async with hub_for(self._client).listening(self.channel) as woken:
             while True:
-                try:
-                    if not subscribed:
-                        await self._subscribe(pubsub)
-                        subscribed = True
-                    message = await self._next_message(pubsub, interval)
-                except redis.exceptions.RedisError:
-                    _check_cancelled()
-                    subscribed, message = False, None
-                    quiet = 10  # look at the version once Redis answers again
-                    await asyncio.sleep(interval)
-                # redis-py may swallow a cancellation in get_message and return None at the
-                # timeout: honour it here, so a watcher stops within one interval.
-                _check_cancelled()
-                quiet += 1
-                if message is None and quiet < 10:
-                    continue
-                quiet = 0
+                await woken.wait()
+                woken.clear()
                 current = await self._version()
                 if current is not None and current != last:
                     last = current
                     yield
-        finally:
-            with contextlib.suppress(redis.exceptions.RedisError):
-                await _aclose(pubsub)
-
-    async def _subscribe(self, pubsub: Any) -> None:
-        if self._sharded:
-            await pubsub.ssubscribe(self.channel)
-        else:
-            await pubsub.subscribe(self.channel)
-
-    async def _next_message(self, pubsub: Any, timeout: float) -> dict[str, Any] | None:
-        """The next message on the channel within ``timeout`` seconds, or None."""
-        if self._sharded:
-            message = await pubsub.get_sharded_message(
-                ignore_subscribe_messages=True, timeout=timeout
-            )
-        else:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
-        return message if isinstance(message, dict) else None
 
     # -- the lock ---------------------------------------------------------------------------
 
@@ -465,11 +436,9 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
         ttl_ms = int(self.lock_ttl * 1000)
         if await self._try_acquire(token, ttl_ms):
             return
-        # Taken: listen for the holder's release, then try again (a message may be lost,
-        # so a short poll remains).
-        pubsub = self._client.pubsub()
-        try:
-            await self._subscribe(pubsub)
+        # Taken: listen for the holder's release, then try again (a short poll remains
+        # for a release published before our subscription was confirmed).
+        async with hub_for(self._client).listening(self.channel) as woken:
             while not await self._try_acquire(token, ttl_ms):
                 waited = time.monotonic() - started
                 if waited > self.lock_timeout:
@@ -477,16 +446,12 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
                         f"the refresh lock {self.lock_key!r} stayed taken for over "
                         f"{self.lock_timeout:g} s; is another host's refresh hanging?"
                     )
-                await self._next_message(
-                    pubsub, min(_WAKE_FALLBACK, self.lock_timeout - waited + 0.001)
-                )
-                _check_cancelled()  # see changes()
-        except redis.exceptions.RedisError as exc:  # subscribing or listening
-            _check_cancelled()
-            raise self._error(exc, "lock") from exc
-        finally:
-            with contextlib.suppress(redis.exceptions.RedisError):
-                await asyncio.shield(_aclose(pubsub))
+                woken.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(
+                        min(_WAKE_FALLBACK, self.lock_timeout - waited + 0.001)
+                    ):
+                        await woken.wait()
         log.debug(
             "redis lock acquired",
             extra={"key": self.lock_key, "waited_s": time.monotonic() - started},
