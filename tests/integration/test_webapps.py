@@ -15,9 +15,10 @@ import pytest
 import uvicorn
 from aiohttp import web
 
+from harness.redis_server import RedisServer
 from tests.integration.test_examples import load_example
 from tests.support.user_agent import run_browser
-from vandamme_oauth import ProviderConfig
+from vandamme_oauth import ProviderConfig, RedisAuthStorage
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 
@@ -30,11 +31,15 @@ def listening_socket() -> socket.socket:
 
 
 @asynccontextmanager
-async def aiohttp_app(provider: ProviderConfig) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+async def aiohttp_app(
+    provider: ProviderConfig, redis_url: str | None = None
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     sock = listening_socket()
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     module = load_example("aiohttp_webapp")
-    app = module.make_app(provider, base_url=base, secret=secrets.token_bytes(32))
+    app = module.make_app(
+        provider, base_url=base, secret=secrets.token_bytes(32), redis_url=redis_url
+    )
     runner = web.AppRunner(app)
     await runner.setup()
     await web.SockSite(runner, sock).start()
@@ -45,11 +50,13 @@ async def aiohttp_app(provider: ProviderConfig) -> AsyncIterator[tuple[str, dict
 
 
 @asynccontextmanager
-async def starlette_app(provider: ProviderConfig) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+async def starlette_app(
+    provider: ProviderConfig, redis_url: str | None = None
+) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     sock = listening_socket()  # already listening: requests queue until uvicorn accepts
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app, logins = load_example("starlette_webapp").make_app(
-        provider, base_url=base, secret=secrets.token_bytes(32)
+        provider, base_url=base, secret=secrets.token_bytes(32), redis_url=redis_url
     )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -61,7 +68,37 @@ async def starlette_app(provider: ProviderConfig) -> AsyncIterator[tuple[str, di
         sock.close()
 
 
-AppFactory = Callable[[ProviderConfig], Any]
+AppFactory = Callable[..., Any]
+
+
+@pytest.mark.parametrize("make", [aiohttp_app, starlette_app], ids=["aiohttp", "starlette"])
+async def test_web_app_serves_each_users_token_from_its_login_pool_on_redis(
+    provider_config: ProviderConfig, redis_server: RedisServer, make: AppFactory
+) -> None:
+    """With Redis: the login lands under the user's key; /me gets a valid token for that
+    user through the LoginPool, /health lists the user's login as fresh, and a user who
+    never signed in is told how to."""
+    user = f"user{secrets.token_hex(4)}"
+    async with (
+        make(provider_config, redis_server.url) as (base, logins),
+        httpx.AsyncClient(trust_env=False, timeout=30) as browser,
+    ):
+        start = await browser.get(f"{base}/login", params={"user": user})
+        result = await run_browser(start.headers["location"], login=user, client=browser)
+        assert result.final_status == 200
+        reader = RedisAuthStorage.from_url(redis_server.url, key=f"webapp:{user}")
+        stored = await reader.read_auth()
+        await reader.aclose()
+        assert stored is not None
+        assert stored.account_id == user
+        assert await logins[user].read_auth() == stored
+        me = await browser.get(f"{base}/me", params={"user": user})
+        assert (me.status_code, me.text) == (200, f"{user} holds a valid access token for {user}.")
+        health = await browser.get(f"{base}/health")
+        assert health.json() == {user: "fresh"}
+        stranger = await browser.get(f"{base}/me", params={"user": "nobody"})
+        assert stranger.status_code == 401
+        assert stranger.text == "nobody is not signed in: /login?user=nobody"
 
 
 @pytest.mark.parametrize("make", [aiohttp_app, starlette_app], ids=["aiohttp", "starlette"])
