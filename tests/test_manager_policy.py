@@ -3,6 +3,7 @@ row is (phase and flags, the instant, what a call does, the state reported)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -18,6 +19,7 @@ from vandamme_oauth._manager_policy import (
     Windows,
     decide,
     hot_until,
+    join_from,
     state_of,
 )
 
@@ -201,6 +203,29 @@ def test_the_hot_path_never_serves_what_the_decision_would_not(s: Snapshot, now:
     with the whole decision."""
     if now < hot_until(s):
         assert decide(now, s) is Action.SERVE
+
+
+@given(snapshots(), instants)
+def test_a_call_joins_the_refresh_from_join_from_on_and_only_then(s: Snapshot, now: float) -> None:
+    """From join_from on, the decision is WAIT (the slow path skips it); before, whatever
+    decide says stands, and while a refresh runs a WAIT comes only from join_from."""
+    if now >= join_from(s):
+        assert decide(now, s) is Action.WAIT
+    elif s.refreshing and s.phase not in (Phase.DEAD, Phase.MISCONFIGURED):
+        assert decide(now, s) is not Action.WAIT
+
+
+def test_join_from_by_example() -> None:
+    """A refresh runs: from the mandatory instant (or expiry, if sooner); at once for a
+    rejected token or an empty manager; never while stopped or when no refresh runs."""
+    running = Snapshot(Phase.ACTIVE, W, refreshing=True)
+    assert join_from(running) == 180.0
+    assert join_from(dataclasses.replace(running, windows=Windows(100.0, 250.0, 200.0))) == 200.0
+    assert join_from(dataclasses.replace(running, rejected=True)) == -math.inf
+    assert join_from(dataclasses.replace(running, phase=Phase.EMPTY)) == -math.inf
+    assert join_from(dataclasses.replace(running, phase=Phase.DEAD)) == math.inf
+    assert join_from(dataclasses.replace(running, phase=Phase.MISCONFIGURED)) == math.inf
+    assert join_from(dataclasses.replace(running, refreshing=False)) == math.inf
 
 
 @given(snapshots(), instants)

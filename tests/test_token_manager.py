@@ -1226,17 +1226,21 @@ async def test_the_watcher_leaves_storage_to_a_refresh_that_started_while_it_rea
     clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
 ) -> None:
     """A refresh that starts while the watcher reads will read storage itself: the
-    watcher's reading is not adopted (the refresh decides)."""
+    watcher's older reading is not adopted over what the refresh found."""
     storage = HookedReads(login(clock, token="STORED"))
-    endpoint.gate.clear()
     async with no_watch_manager(storage, clock, http) as m:
         m._adopt(login(clock, token="HELD"))
-        storage.during_read = m._start_refresh
+
+        def newer_login_then_a_refresh() -> None:
+            storage._data = login(clock, token="NEWER").replace(refresh_token="RT-NEWER")
+            m._start_refresh()
+
+        storage.during_read = newer_login_then_a_refresh
         await m._storage_changed()
-        assert m._token == "HELD"
-        assert m._task is not None
-        endpoint.gate.set()
+        assert m._token in {"HELD", "NEWER"}  # the refresh may have read already
         await settled(m)
+        assert m._token == "NEWER"
+    assert endpoint.calls == 0
 
 
 async def test_the_watcher_never_replaces_a_login_held_for_an_outage(

@@ -185,6 +185,17 @@ def hot_until(s: Snapshot) -> float:
     return bound
 
 
+def join_from(s: Snapshot) -> float:
+    """The instant from which every call joins the running refresh (`Action.WAIT`) without
+    another reading: a refresh runs, nothing stopped refreshes, and the token is past its
+    mandatory instant, expired or rejected. ``inf`` when no refresh runs."""
+    if not s.refreshing or _stopped(s):
+        return math.inf
+    if s.phase is Phase.EMPTY or s.rejected:
+        return -math.inf
+    return min(s.windows.expiry, s.windows.mandatory)
+
+
 def state_of(now: float, s: Snapshot) -> ManagerState:
     """The state a user sees at ``now``."""
     if s.phase is Phase.EMPTY:

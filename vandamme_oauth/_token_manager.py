@@ -60,9 +60,10 @@ import contextlib
 import logging
 import math
 import random
+import sys
 import time
 import weakref
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from . import _telemetry as telemetry
 from ._backoff import Backoff
@@ -88,6 +89,7 @@ from ._manager_policy import (
     Windows,
     decide,
     hot_until,
+    join_from,
     state_of,
 )
 from ._times import steady_clock as _platform_steady_clock
@@ -95,7 +97,7 @@ from ._token_client import TokenClient
 from .storage._base import ConditionalWrite, KnowsLogouts, Preparable, Watchable
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable
+    from collections.abc import AsyncGenerator, Callable, Coroutine
 
     import httpx
 
@@ -206,6 +208,7 @@ class TokenManager(AsyncClosing):
         # The hot path reads only _token and _serve_until (both set by _decided()).
         self._token = ""
         self._serve_until = -math.inf
+        self._join_from = math.inf
         # The state: the phase and what the decisions read (see _snapshot()).
         self._phase = Phase.EMPTY
         self._auth: AuthData | None = None
@@ -226,6 +229,7 @@ class TokenManager(AsyncClosing):
         self._forced = False  # the running refresh was asked for by refresh()
         self._watcher: asyncio.Task[None] | None = None
         self._again = False  # start another refresh when this one ends
+        self._starting = False  # a refresh task is being made (its first step runs)
         self._closed = False
         # Telemetry (the otel extra): attributes made once; the outcome of the refresh
         # under way, noted where it is decided and recorded when the task ends.
@@ -357,8 +361,11 @@ class TokenManager(AsyncClosing):
         return decide(self._now(), self._snapshot(in_task=True))
 
     def _decided(self) -> None:
-        """Recompute the hot path's bound after a change of state."""
-        self._serve_until = hot_until(self._snapshot())
+        """Recompute the hot path's bound, and the instant from which calls join the
+        running refresh without a decision, after a change of state."""
+        snapshot = self._snapshot()
+        self._serve_until = hot_until(snapshot)
+        self._join_from = join_from(snapshot)
 
     def _set_phase(self, phase: Phase, reason: OAuthError | None = None) -> None:
         self._phase = phase
@@ -367,9 +374,12 @@ class TokenManager(AsyncClosing):
     async def _slow_path(self) -> AuthData:
         if self._closed:
             raise OAuthError("this TokenManager is closed")
+        now = self._now()
+        if now >= self._join_from:  # a refresh runs and this call must wait for it
+            return await self._wait()
         self._start_watcher()
         auth = self._auth
-        action = decide(self._now(), self._snapshot())
+        action = decide(now, self._snapshot())
         if auth is not None and action is Action.SERVE:
             return auth
         if auth is not None and action is Action.SERVE_AND_REFRESH:
@@ -378,8 +388,12 @@ class TokenManager(AsyncClosing):
         return await self._wait()
 
     def _start_refresh(self) -> None:
-        if self._task is None:
-            task = asyncio.create_task(self._run(), name=f"vandamme-oauth refresh {self!r}")
+        if self._task is None and not self._starting:
+            self._starting = True  # the task's first step runs inside this call
+            try:
+                task = _eager_task(self._run(), name=f"vandamme-oauth refresh {self!r}")
+            finally:
+                self._starting = False
             task.add_done_callback(self._refresh_done)
             self._task = task
             self._decided()
@@ -823,6 +837,15 @@ class TokenManager(AsyncClosing):
             if self._auth is not None:
                 log.info("adopted a login stored by another process")
             self._adopt(stored)
+
+
+def _eager_task(coroutine: Coroutine[Any, Any, AuthData], *, name: str) -> asyncio.Task[AuthData]:
+    """A task that runs at once until its first suspension (Python 3.12+): the refresh's
+    request leaves while the other callers of a storm still take their first step."""
+    loop = asyncio.get_running_loop()
+    if sys.version_info >= (3, 12):
+        return asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)
+    return loop.create_task(coroutine, name=name)  # pragma: no cover - Python 3.11
 
 
 def _backend(storage: object) -> str:

@@ -1,0 +1,371 @@
+"""Benchmarks of many logins in one process (issue 18), run by ``scripts/test -s bench``:
+
+1. Idle cost at 10, 100, 1,000 and 10,000 logins, on files (one home) and on Redis: each
+   login has a `TokenManager`, entered and served once, then the process idles. Measured
+   in a fresh process per configuration: CPU % of one core over the idle window, KiB of
+   resident memory per login, threads, and the server's connections from that process.
+2. Storms at 1, 100, 1,000 and 10,000 callers on a warm manager whose token just expired,
+   against the same callers on the same warm manager with a valid token (the baseline),
+   plus the cold start (a new manager on an expired stored login); 40,000 callers with half
+   of them cancelled, against 40,000 without cancellations.
+3. 10,000 logins whose tokens expire within one minute, each asked for its token every
+   half second: the requests, the most in flight at once, and the closest to its expiry
+   that any token was served (negative would be late).
+
+The token endpoint runs in a process of its own (``benchmarks/token_server.py``, 20 ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from vandamme_oauth import (
+    AuthData,
+    FileSystemAuthStorage,
+    InMemoryAuthStorage,
+    ProviderConfig,
+    RedisAuthStorage,
+    TokenManager,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from vandamme_oauth import AuthStorage
+
+IDLE_WINDOW = 5.0  # seconds of idling measured
+SIZES = (10, 100, 1_000, 10_000)
+STORMS = (1, 100, 1_000, 10_000)
+REPEATS = 5
+
+
+def provider_for(port: int) -> ProviderConfig:
+    return ProviderConfig(
+        name="bench",
+        issuer=f"http://127.0.0.1:{port}",
+        client_id="bench",
+        authorization_endpoint=f"http://127.0.0.1:{port}/authorize",
+        token_endpoint=f"http://127.0.0.1:{port}/token",
+    )
+
+
+def login(name: str, *, expires_at: float, lifetime: float = 3600.0, n: int = 0) -> AuthData:
+    return AuthData(
+        access_token=f"AT-{name}-{n}",
+        refresh_token=f"RT-{name}-{n}",
+        expires_at=expires_at,
+        last_refresh=expires_at - lifetime,
+    )
+
+
+@contextlib.contextmanager
+def token_server(latency: float = 0.020) -> Any:
+    """The token endpoint in its own process; yields its port."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.token_server", str(latency)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        yield int(process.stdout.readline())
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+async def server_stats(port: int, *, reset: bool = False) -> dict[str, int]:
+    async with httpx.AsyncClient(trust_env=False) as client:
+        if reset:
+            await client.post(f"http://127.0.0.1:{port}/stats")
+            return {}
+        return dict((await client.get(f"http://127.0.0.1:{port}/stats")).json())
+
+
+# -- 1. idle cost ------------------------------------------------------------------------------
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def _redis_connections(url: str, name: str) -> int:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        listed = await client.client_list()
+        return sum(1 for c in listed if c.get("name") == name)
+    finally:
+        await client.aclose()
+
+
+def write_files(home: Path, n: int) -> None:
+    """``n`` logins in ``home``, written directly (n fsyncs would measure the disk)."""
+    expires_at = time.time() + 3600
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for i in range(n):
+        storage = FileSystemAuthStorage(home, f"u{i}")
+        storage.path.write_bytes(storage._encode(login(f"u{i}", expires_at=expires_at), None))
+
+
+async def idle_worker(backend: str, n: int, place: str) -> dict[str, float]:
+    """In a fresh process: ``n`` logins on ``backend`` served once, then idle."""
+    expires_at = time.time() + 3600
+    name = f"bench-idle-{os.getpid()}"
+    storages: list[AuthStorage] = []
+    if backend == "redis":
+        writer = RedisAuthStorage.from_url(place, key="bench:writer")
+        for i in range(n):
+            key = f"bench:{os.getpid()}:u{i}"
+            await RedisAuthStorage(writer._client, key=key).write_auth(
+                login(f"u{i}", expires_at=expires_at)
+            )
+        await writer.aclose()
+    gc.collect()
+    before = _rss_bytes()
+    for i in range(n):
+        if backend == "files":
+            storages.append(FileSystemAuthStorage(Path(place), f"u{i}"))
+        else:
+            storages.append(
+                RedisAuthStorage.from_url(place, key=f"bench:{os.getpid()}:u{i}", client_name=name)
+            )
+    provider = provider_for(1)  # never called: every token is valid for an hour
+    managers = [TokenManager(provider, s) for s in storages]
+    async with contextlib.AsyncExitStack() as stack:
+        for m in managers:
+            await stack.enter_async_context(m)
+        for m in managers:
+            await m.get_access_token()
+        await asyncio.sleep(2 * 0.5)  # the watchers take their first look
+        gc.collect()
+        after = _rss_bytes()
+        cpu = time.process_time()
+        await asyncio.sleep(IDLE_WINDOW)
+        cpu = time.process_time() - cpu
+        connections = await _redis_connections(place, name) if backend == "redis" else 0
+        threads = threading.active_count()
+    for storage in storages:
+        if isinstance(storage, RedisAuthStorage):
+            await storage.aclose()
+    return {
+        "cpu_percent": cpu / IDLE_WINDOW * 100,
+        "kib_per_login": (after - before) / n / 1024,
+        "threads": threads,
+        "redis_connections": connections,
+    }
+
+
+def bench_idle(redis_url: str) -> None:
+    print("\n== Idle cost of many logins (one process each, served once, then idle 5 s) ==")
+    print("  backend  logins  CPU % of a core  KiB/login  threads  Redis connections")
+    for backend in ("files", "redis"):
+        for n in SIZES:
+            with tempfile.TemporaryDirectory() as tmp:
+                place = str(Path(tmp) / "home") if backend == "files" else redis_url
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        "-m",
+                        "benchmarks.many_logins",
+                        "idle",
+                        backend,
+                        str(n),
+                        place,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout
+            r = json.loads(out.splitlines()[-1])
+            print(
+                f"  {backend:<7} {n:>7}  {r['cpu_percent']:>14.2f}  {r['kib_per_login']:>9.1f}"
+                f"  {r['threads']:>7}  {r['redis_connections']:>17}"
+            )
+
+
+# -- 2. storms ---------------------------------------------------------------------------------
+
+
+class Shifted:
+    """A wall clock and a steady clock that the benchmark can move forward together."""
+
+    def __init__(self) -> None:
+        self.shift = 0.0
+
+    def wall(self) -> float:
+        return time.time() + self.shift
+
+    def steady(self) -> float:
+        return time.monotonic() + self.shift
+
+
+async def _callers(manager: TokenManager, n: int, *, cancel_half: bool = False) -> float:
+    """``n`` concurrent callers; seconds until the last one that stayed was served."""
+    done: list[float] = []
+
+    async def caller() -> None:
+        await manager.get_access_token()
+        done.append(time.perf_counter())
+
+    start = time.perf_counter()
+    tasks = [asyncio.ensure_future(caller()) for _ in range(n)]
+    if cancel_half:
+        await asyncio.sleep(0)  # every caller is waiting on the refresh now
+        for task in random.sample(tasks, n // 2):
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return max(done) - start
+
+
+@contextlib.asynccontextmanager
+async def warm_manager(port: int, serial: list[int]) -> AsyncIterator[tuple[TokenManager, Shifted]]:
+    """A manager that has served its valid token; ``Shifted`` moves its clocks."""
+    clocks = Shifted()
+    storage = InMemoryAuthStorage(login("L", expires_at=time.time() + 3600, n=serial[0]))
+    manager = TokenManager(
+        provider_for(port), storage, clock=clocks.wall, steady_clock=clocks.steady
+    )
+    async with manager:
+        await manager.get_access_token()
+        yield manager, clocks
+    stored = await storage.read_auth()
+    assert stored is not None
+    assert stored.refresh_token is not None
+    serial[0] = int(stored.refresh_token.rpartition("-")[2])
+
+
+async def bench_storms() -> None:
+    print("\n== Refresh storms on a warm manager (token endpoint in its own process, 20 ms) ==")
+    with token_server() as port:
+        serial = [0]
+        async with warm_manager(port, serial) as (manager, clocks):
+            trips = []
+            for _ in range(5):
+                start = time.perf_counter()
+                await manager.refresh()
+                trips.append(time.perf_counter() - start)
+        round_trip = min(trips)
+        print(f"  one refresh round trip (best of 5, warm client): {round_trip * 1000:.1f} ms")
+        for n in STORMS:
+            bases, walls = [], []
+            for _ in range(REPEATS):
+                async with warm_manager(port, serial) as (manager, clocks):
+                    bases.append(await _callers(manager, n))
+                    clocks.shift += 3600  # the token expired a moment ago
+                    walls.append(await _callers(manager, n))
+            added = (statistics.median(walls) - statistics.median(bases)) / round_trip
+            print(
+                f"  N={n:>6}: warm baseline {statistics.median(bases) * 1000:7.1f} ms, at expiry "
+                f"{statistics.median(walls) * 1000:7.1f} ms: the refresh adds {added:5.2f} "
+                f"round trips (medians of {REPEATS})"
+            )
+        colds = []
+        for _ in range(REPEATS):
+            storage = InMemoryAuthStorage(login("L", expires_at=time.time() - 1, n=serial[0]))
+            async with TokenManager(provider_for(port), storage) as manager:
+                colds.append(await _callers(manager, 10_000))
+            stored = await storage.read_auth()
+            assert stored is not None
+            assert stored.refresh_token is not None
+            serial[0] = int(stored.refresh_token.rpartition("-")[2])
+        print(
+            f"  cold start (a new manager, expired stored login), N=10000: "
+            f"{statistics.median(colds) * 1000:.1f} ms ({statistics.median(colds) / round_trip:.2f}"
+            " round trips)"
+        )
+        for cancel_half in (False, True):
+            times = []
+            for _ in range(REPEATS):
+                async with warm_manager(port, serial) as (manager, clocks):
+                    clocks.shift += 3600
+                    times.append(await _callers(manager, 40_000, cancel_half=cancel_half))
+            what = "half cancelled" if cancel_half else "none cancelled"
+            print(
+                f"  N= 40000, {what}: last served {statistics.median(times) * 1000:7.1f} ms "
+                f"(median of {REPEATS})"
+            )
+
+
+# -- 3. many logins expiring together ------------------------------------------------------------
+
+
+async def bench_expiring_together(n: int = 10_000) -> None:
+    print(f"\n== {n} logins expiring within one minute (each asked every 0.5 s) ==")
+    with token_server() as port:
+        now = time.time()
+        managers = [
+            TokenManager(
+                provider_for(port),
+                InMemoryAuthStorage(login(f"u{i}", expires_at=now + 40 + 60 * i / n, lifetime=600)),
+                refresh_margin=30,
+                mandatory_margin=5,
+            )
+            for i in range(n)
+        ]
+        closest = float("inf")
+        late = 0
+        started = time.monotonic()
+        async with contextlib.AsyncExitStack() as stack:
+            for m in managers:
+                await stack.enter_async_context(m)
+            while time.monotonic() - started < 150:
+                refreshed = 0
+                for m in managers:
+                    auth = await m.get_auth_data()
+                    assert auth.expires_at is not None
+                    left = auth.expires_at - time.time()
+                    closest = min(closest, left)
+                    late += left <= 0
+                    refreshed += not auth.access_token.endswith("-0")
+                if refreshed == n:
+                    break
+                await asyncio.sleep(0.5)
+            took = time.monotonic() - started
+        stats = await server_stats(port)
+    print(
+        f"  all refreshed after {took:.0f} s: {stats['requests']} requests ({stats['refused']} "
+        f"refused), at most {stats['most_in_flight']} in flight at once; closest to expiry a "
+        f"token was served: {closest:.1f} s before it; late: {late}"
+    )
+
+
+async def main() -> None:
+    from harness.redis_server import RedisServer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        server = RedisServer(Path(tmp))
+        server.start()
+        try:
+            bench_idle(server.url)
+        finally:
+            server.stop()
+    await bench_storms()
+    await bench_expiring_together()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "idle":
+        if sys.argv[2] == "files":
+            write_files(Path(sys.argv[4]), int(sys.argv[3]))
+        result = asyncio.run(idle_worker(sys.argv[2], int(sys.argv[3]), sys.argv[4]))
+        print(json.dumps(result))
+    else:
+        asyncio.run(main())
