@@ -3,8 +3,9 @@
 1. Hot path: ns per `await manager.get_access_token()` on a valid token, beside the floor
    (awaiting a trivial coroutine that returns an attribute), an uncontended asyncio.Lock,
    Authlib's `AsyncOAuth2Client.ensure_active_token` and MSAL's `acquire_token_silent`.
-2. Refresh storm: N concurrent callers at the expiry instant against a loopback token
-   endpoint with 20 ms latency that rotates refresh tokens: wall time and refresh requests.
+2. Many logins (``benchmarks/many_logins.py``): idle cost at up to 10,000 logins, refresh
+   storms on a warm manager against a warm baseline, the cold start, cancellations, and
+   10,000 logins expiring within a minute.
 3. Cold import time of `vandamme_oauth` beside `httpx` (fresh interpreters).
 """
 
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from benchmarks import many_logins
 from vandamme_oauth import AuthData, InMemoryAuthStorage, ProviderConfig, TokenManager
 
 if TYPE_CHECKING:
@@ -233,56 +235,6 @@ class RotatingTokenServer:
     def __exit__(self, *exc: object) -> None:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
-
-
-async def _storm_once(manager: TokenManager, n: int) -> tuple[float, int, set[str]]:
-    """n concurrent callers: (seconds until the last was served, failures, tokens)."""
-    done: list[float] = []
-
-    async def caller() -> str:
-        token = await manager.get_access_token()
-        done.append(time.perf_counter())
-        return token
-
-    start = time.perf_counter()
-    results = await asyncio.gather(*(caller() for _ in range(n)), return_exceptions=True)
-    failed = sum(isinstance(r, BaseException) for r in results)
-    wall = max(done) - start if done else float("nan")
-    return wall, failed, {r for r in results if isinstance(r, str)}
-
-
-async def bench_storm() -> None:
-    print("\n== Refresh storm at the expiry instant (token endpoint latency 20 ms, rotating) ==")
-    with RotatingTokenServer() as server:
-        provider = provider_for(f"http://127.0.0.1:{server.port}/token")
-        # One refresh round trip, for reference.
-        server.reset("RT0")
-        storage = InMemoryAuthStorage(
-            AuthData(access_token="AT", refresh_token="RT0", expires_at=0.0, last_refresh=0.0)
-        )
-        round_trip = await _round_trip(provider, storage)
-        print(f"  one refresh round trip (best of 5, warm client): {round_trip * 1000:.1f} ms")
-        for n in (1, 100, 1_000, 10_000):
-            bases, walls, requests, failed = [], [], 0, 0
-            for _ in range(STORM_REPEATS):
-                stored = await storage.read_auth()
-                assert stored is not None
-                # Baseline: the same callers on a valid token (a manager that loads storage).
-                async with TokenManager(provider, storage) as manager:
-                    bases.append((await _storm_once(manager, n))[0])
-                server.reset(stored.refresh_token or "")
-                await storage.write_auth(stored.replace(expires_at=time.time() - 1))
-                async with TokenManager(provider, storage) as manager:
-                    wall, lost, tokens = await _storm_once(manager, n)
-                walls.append(wall)
-                requests = max(requests, server.requests)
-                failed += lost + (len(tokens) != 1)
-            base, wall = statistics.median(bases), statistics.median(walls)
-            print(
-                f"  N={n:>6}: most refresh requests in a run={requests}  failed={failed}  "
-                f"last served {wall * 1000:7.1f} ms, no-refresh baseline {base * 1000:6.1f} ms "
-                f"(medians of {STORM_REPEATS}): {_added(walls, bases, round_trip)}"
-            )
 
 
 def _added(walls: list[float], bases: list[float], round_trip: float) -> str:
@@ -545,7 +497,6 @@ async def main() -> None:
 
     await bench_hot_path()
     await bench_hot_path_telemetry()
-    await bench_storm()
     await bench_refresh_cycles()
     with tempfile.TemporaryDirectory() as tmp:
         server = RedisServer(Path(tmp))
@@ -556,6 +507,7 @@ async def main() -> None:
         finally:
             server.stop()
     bench_import()
+    await many_logins.main()
 
 
 if __name__ == "__main__":

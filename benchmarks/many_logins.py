@@ -218,11 +218,13 @@ class Shifted:
 
 
 async def _callers(manager: TokenManager, n: int, *, cancel_half: bool = False) -> float:
-    """``n`` concurrent callers; seconds until the last one that stayed was served."""
+    """``n`` concurrent callers; seconds until the last one that stayed was served. Every
+    caller that stayed must get the same token."""
     done: list[float] = []
+    tokens: set[str] = set()
 
     async def caller() -> None:
-        await manager.get_access_token()
+        tokens.add(await manager.get_access_token())
         done.append(time.perf_counter())
 
     start = time.perf_counter()
@@ -231,7 +233,36 @@ async def _callers(manager: TokenManager, n: int, *, cancel_half: bool = False) 
         await asyncio.sleep(0)  # every caller is waiting on the refresh now
         for task in random.sample(tasks, n // 2):
             task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert not failed, failed[:1]
+    assert len(tokens) == 1, tokens
+    return max(done) - start
+
+
+async def _floor(n: int, round_trip: float, *, wait: bool) -> float:
+    """What asyncio itself charges: ``n`` tasks that each await a plain future of their own,
+    all set by one callback a round trip later (``wait``), or that return at once."""
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[None]] = []
+    done: list[float] = []
+
+    async def caller() -> None:
+        if wait:
+            future = loop.create_future()
+            futures.append(future)
+            await future
+        done.append(time.perf_counter())
+
+    def wake() -> None:
+        for future in futures:
+            future.set_result(None)
+
+    start = time.perf_counter()
+    tasks = [asyncio.ensure_future(caller()) for _ in range(n)]
+    if wait:
+        loop.call_later(round_trip, wake)
+    await asyncio.gather(*tasks)
     return max(done) - start
 
 
@@ -263,6 +294,8 @@ async def bench_storms() -> None:
                 await manager.refresh()
                 trips.append(time.perf_counter() - start)
         round_trip = min(trips)
+        await server_stats(port, reset=True)
+        serial[0] = 0
         print(f"  one refresh round trip (best of 5, warm client): {round_trip * 1000:.1f} ms")
         for n in STORMS:
             bases, walls = [], []
@@ -271,12 +304,39 @@ async def bench_storms() -> None:
                     bases.append(await _callers(manager, n))
                     clocks.shift += 3600  # the token expired a moment ago
                     walls.append(await _callers(manager, n))
+            requests = (await server_stats(port))["requests"]
+            await server_stats(port, reset=True)
+            serial[0] = 0
             added = (statistics.median(walls) - statistics.median(bases)) / round_trip
+            floor = statistics.median(
+                [await _floor(n, round_trip, wait=True) for _ in range(REPEATS)]
+            ) - statistics.median([await _floor(n, round_trip, wait=False) for _ in range(REPEATS)])
             print(
                 f"  N={n:>6}: warm baseline {statistics.median(bases) * 1000:7.1f} ms, at expiry "
                 f"{statistics.median(walls) * 1000:7.1f} ms: the refresh adds {added:5.2f} "
-                f"round trips (medians of {REPEATS})"
+                f"round trips (medians of {REPEATS}; {requests} requests in {REPEATS} storms); "
+                f"asyncio's own floor for {n} waiting tasks: {floor / round_trip:5.2f}"
             )
+        # Diagnosis: the same 10,000-caller storm with the garbage collector paused in both
+        # runs (a storm allocates a future and a coroutine per caller; the collections that
+        # triggers, gen2 ones included, are most of the spread between runs).
+        paused = []
+        for _ in range(REPEATS):
+            async with warm_manager(port, serial) as (manager, clocks):
+                gc.collect()
+                gc.disable()
+                try:
+                    base = await _callers(manager, 10_000)
+                    gc.collect()
+                    clocks.shift += 3600
+                    paused.append((await _callers(manager, 10_000) - base) / round_trip)
+                finally:
+                    gc.enable()
+        print(
+            f"  N= 10000 with the garbage collector paused: the refresh adds "
+            f"{statistics.median(paused):5.2f} round trips (median of {REPEATS}; "
+            f"{min(paused):.2f} to {max(paused):.2f})"
+        )
         colds = []
         for _ in range(REPEATS):
             storage = InMemoryAuthStorage(login("L", expires_at=time.time() - 1, n=serial[0]))

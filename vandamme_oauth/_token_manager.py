@@ -303,8 +303,11 @@ class TokenManager(AsyncClosing):
                 token has expired); `TokenLifetimeError` when the provider's tokens expire
                 before they arrive.
         """
-        if self._now() < self._serve_until:
+        now = self._now()
+        if now < self._serve_until:
             return self._token
+        if now >= self._join_from:  # a refresh runs and this call must wait for it
+            return (await self._wait()).access_token
         return (await self._slow_path()).access_token
 
     async def get_auth_data(self) -> AuthData:
@@ -431,7 +434,7 @@ class TokenManager(AsyncClosing):
         self._start_refresh()
         waiter: asyncio.Future[AuthData] = asyncio.get_running_loop().create_future()
         self._waiters.add(waiter)
-        started = time.monotonic()
+        started = time.monotonic() if self._telemetry else 0.0
         try:
             result = await waiter
         except asyncio.CancelledError:
