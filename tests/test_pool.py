@@ -3,6 +3,7 @@ without a request, all closed together."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -11,14 +12,18 @@ from tests.conftest import FakeClock
 from tests.support.managers import login
 from tests.test_protocol import GENERIC
 from vandamme_oauth import (
+    FileSystemAuthStorage,
     InMemoryAuthStorage,
     LoginPool,
     ManagerState,
     NotAuthenticatedError,
     OAuthError,
 )
+from vandamme_oauth.storage._home_watch import home_watcher
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import httpx
 
     from tests.support.managers import FakeTokenEndpoint
@@ -150,4 +155,36 @@ async def test_the_provider_may_depend_on_the_login(
     )
     assert pool.manager("work").provider.name == "work"
     assert seen == ["work"]
+    await pool.aclose()
+
+
+async def test_an_evicted_login_leaves_the_shared_watcher(
+    tmp_path: Path, clock: FakeClock, http: httpx.AsyncClient
+) -> None:
+    """File logins of one home: the pool's managers share the home's one watcher; closing
+    an idle one ends its interest there, and closing the last ends the watcher."""
+    for name in ("alice", "bob"):
+        await FileSystemAuthStorage(tmp_path, name).write_auth(login(clock, token=f"AT-{name}"))
+    idle = FakeClock(0.0)
+    pool = LoginPool(
+        GENERIC,
+        lambda name: FileSystemAuthStorage(tmp_path, name),
+        idle_timeout=60,
+        idle_clock=idle,
+        clock=clock,
+        http_client=http,
+        watch_interval=0.01,
+    )
+    watcher = home_watcher(tmp_path, 0.01)
+    assert await pool.get_access_token("alice") == "AT-alice"
+    assert await pool.get_access_token("bob") == "AT-bob"
+    while watcher.watched < 2:  # each manager's watcher registers on its first step
+        await watcher.scanned.wait()
+    task = watcher._task
+    assert task is not None
+    idle.advance(61)
+    assert await pool.close_idle() == ["alice", "bob"]
+    assert watcher.watched == 0
+    await asyncio.wait({task})
+    assert task.cancelled()
     await pool.aclose()
