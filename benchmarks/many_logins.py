@@ -162,6 +162,7 @@ async def idle_worker(backend: str, n: int, place: str) -> dict[str, float]:
         cpu = time.process_time() - cpu
         connections = await _redis_connections(place, name) if backend == "redis" else 0
         threads = threading.active_count()
+        adoption = await _adoption_seconds(backend, place, n, managers[n // 2])
     for storage in storages:
         if isinstance(storage, RedisAuthStorage):
             await storage.aclose()
@@ -170,12 +171,41 @@ async def idle_worker(backend: str, n: int, place: str) -> dict[str, float]:
         "kib_per_login": (after - before) / n / 1024,
         "threads": threads,
         "redis_connections": connections,
+        "adoption_s": adoption,
     }
+
+
+async def _adoption_seconds(backend: str, place: str, n: int, manager: TokenManager) -> float:
+    """Seconds from another program's re-login of one login until its manager serves it."""
+    relogin = login(f"u{n // 2}", expires_at=time.time() + 3600, n=1)
+    if backend == "files":
+        other: AuthStorage = FileSystemAuthStorage(Path(place), f"u{n // 2}")
+    else:
+        other = RedisAuthStorage.from_url(place, key=f"bench:{os.getpid()}:u{n // 2}")
+    adopted = asyncio.Event()
+    handle = manager._storage_changed
+
+    async def spy() -> None:
+        await handle()
+        if manager._token == relogin.access_token:
+            adopted.set()
+
+    manager._storage_changed = spy  # type: ignore[method-assign]
+    start = time.perf_counter()
+    await other.write_auth(relogin)
+    await adopted.wait()
+    took = time.perf_counter() - start
+    if isinstance(other, RedisAuthStorage):
+        await other.aclose()
+    return took
 
 
 def bench_idle(redis_url: str) -> None:
     print("\n== Idle cost of many logins (one process each, served once, then idle 5 s) ==")
-    print("  backend  logins  CPU % of a core  KiB/login  threads  Redis connections")
+    print(
+        "  backend  logins  CPU % of a core  KiB/login  threads  Redis connections"
+        "  re-login adopted after"
+    )
     for backend in ("files", "redis"):
         for n in SIZES:
             with tempfile.TemporaryDirectory() as tmp:
@@ -198,6 +228,7 @@ def bench_idle(redis_url: str) -> None:
             print(
                 f"  {backend:<7} {n:>7}  {r['cpu_percent']:>14.2f}  {r['kib_per_login']:>9.1f}"
                 f"  {r['threads']:>7}  {r['redis_connections']:>17}"
+                f"  {r['adoption_s'] * 1000:>17.0f} ms"
             )
 
 

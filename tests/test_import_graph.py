@@ -31,7 +31,15 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_headless",
         "_telemetry",
     ),
-    "core": ("_dialect", "_provider", "_protocol", "_token_response", "_device_codes"),
+    "core": (
+        "_dialect",
+        "_provider",
+        "_protocol",
+        "_token_response",
+        "_device_codes",
+        "_challenges",
+        "_resource",
+    ),
     "transport": (
         "_http_client",
         "_endpoints",
