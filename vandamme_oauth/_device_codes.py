@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from ._exceptions import AuthorizationError, CallbackTimeoutError, ValidationError
-from ._protocol import TokenRequest
+from ._protocol import TokenRequest, resource_field, scope_field
 from ._token_response import error_code, parse_token_response, token_error
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class RFC8628:
         request = TokenRequest(
             provider.device_authorization_endpoint or "",
             "form",
-            (("client_id", provider.client_id), ("scope", " ".join(provider.scopes))),
+            (("client_id", provider.client_id), *scope_field(provider), *resource_field(provider)),
         )
         response = await tokens.post(request, idempotent=False)
         return parse_device_authorization(response.status_code, response.content)
@@ -141,6 +141,7 @@ class RFC8628:
                 ("grant_type", DEVICE_GRANT),
                 ("device_code", code.device_code),
                 ("client_id", provider.client_id),
+                *resource_field(provider),
             ),
         )
         response = await tokens.post(request, idempotent=False)

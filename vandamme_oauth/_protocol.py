@@ -92,9 +92,10 @@ def build_authorization_url(
         ("response_type", "code"),
         ("client_id", provider.client_id),
         ("redirect_uri", redirect_uri),
-        ("scope", " ".join(provider.scopes)),
+        *scope_field(provider),
         ("code_challenge", pkce.challenge),
         ("code_challenge_method", pkce.method),
+        *resource_field(provider),
         *provider.authorize_params,
         ("state", state),
     ]
@@ -103,6 +104,16 @@ def build_authorization_url(
     pairs.extend(provider.authorize_params_after_state)
     separator = "&" if "?" in provider.authorization_endpoint else "?"
     return f"{provider.authorization_endpoint}{separator}{_query(pairs)}"
+
+
+def scope_field(provider: ProviderConfig) -> tuple[tuple[str, str], ...]:
+    """``scope``, unless the login asks for none (then the server's default applies)."""
+    return (("scope", " ".join(provider.scopes)),) if provider.scopes else ()
+
+
+def resource_field(provider: ProviderConfig) -> tuple[tuple[str, str], ...]:
+    """RFC 8707's ``resource``, for a login bound to a protected resource."""
+    return (("resource", provider.resource),) if provider.resource else ()
 
 
 def parse_callback(
@@ -195,23 +206,27 @@ def code_exchange_request(
             ("redirect_uri", redirect_uri),
             ("client_id", provider.client_id),
             ("code_verifier", verifier),
+            *resource_field(provider),
         ),
     )
 
 
 def refresh_request(provider: ProviderConfig, refresh_token: str) -> TokenRequest:
-    """The refresh request (RFC 6749 section 6), in the provider's body format, no scope."""
+    """The refresh request (RFC 6749 section 6), in the provider's body format, no scope;
+    with ``resource`` for a login bound to a resource (RFC 8707 section 2.2)."""
     if provider.refresh_body == "json":
         fields = (
             ("client_id", provider.client_id),
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
+            *resource_field(provider),
         )
     else:
         fields = (
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
             ("client_id", provider.client_id),
+            *resource_field(provider),
         )
     return TokenRequest(provider.token_endpoint, provider.refresh_body, fields)
 

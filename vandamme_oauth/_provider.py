@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ._dialect import STANDARD, Dialect, dialect_named
 from ._exceptions import DiscoveryError, ValidationError
 from ._login import check_login_name, login_name
+from ._resource import canonical_resource
 from ._validation import is_loopback_host, require_endpoint_url
 
 if TYPE_CHECKING:
@@ -71,6 +72,10 @@ class ProviderConfig:
             (HTTP Basic) or ``"client_secret_post"`` (in the form).
         dialect: What the provider says beyond plain OAuth (see
             [`Dialect`][vandamme_oauth.Dialect]); saved profiles store its name.
+        resource: The protected resource the tokens are for (RFC 8707), e.g. an MCP
+            server's URL: sent as ``resource`` on the authorization request, the code
+            exchange, every refresh and the device grant, so the token's audience is that
+            resource. Kept in its canonical spelling.
     """
 
     name: str
@@ -99,9 +104,12 @@ class ProviderConfig:
     client_secret: str | None = field(default=None, repr=False)
     token_endpoint_auth_method: AuthMethod = "none"  # noqa: S105 - a method's name
     dialect: Dialect = STANDARD
+    resource: str | None = None
 
     def __post_init__(self) -> None:
         check_login_name(self.name)
+        if self.resource is not None:
+            object.__setattr__(self, "resource", canonical_resource(self.resource))
         if not isinstance(self.dialect, Dialect):
             raise ValidationError(f"dialect must be a Dialect, not {type(self.dialect).__name__}")
         if not self.client_id:
