@@ -39,6 +39,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_device_codes",
         "_challenges",
         "_resource",
+        "_registration",
     ),
     "transport": (
         "_http_client",
@@ -47,6 +48,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "_loopback_guard",
         "_callback_server",
         "_discovery",
+        "_resource_discovery",
     ),
     "orchestration": (
         "_manager_policy",

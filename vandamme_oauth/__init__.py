@@ -22,6 +22,7 @@ from ._exceptions import NotAuthenticatedError as NotAuthenticatedError
 from ._exceptions import OAuthError as OAuthError
 from ._exceptions import OAuthFlowError as OAuthFlowError
 from ._exceptions import ReauthenticationRequired as ReauthenticationRequired
+from ._exceptions import RegistrationError as RegistrationError
 from ._exceptions import StateMismatchError as StateMismatchError
 from ._exceptions import StorageError as StorageError
 from ._exceptions import TokenEndpointError as TokenEndpointError
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from ._pool import LoginPool as LoginPool
     from ._profiles import open_login as open_login
     from ._provider import ProviderConfig as ProviderConfig
+    from ._registration import Registration as Registration
+    from ._resource_discovery import provider_for_resource as provider_for_resource
     from ._token_client import TokenClient as TokenClient
     from ._token_manager import ManagerState as ManagerState
     from ._token_manager import TokenManager as TokenManager
@@ -74,6 +77,7 @@ _LAZY = {
     "OAuthFlow": "._flow",
     "PkcePair": "._pkce",
     "ProviderConfig": "._provider",
+    "Registration": "._registration",
     "RedisAuthStorage": ".storage._redis",
     "RetryPolicy": "._http_client",
     "TokenClient": "._token_client",
@@ -84,6 +88,7 @@ _LAZY = {
     "new_pkce": "._pkce",
     "new_state": "._pkce",
     "open_login": "._profiles",
+    "provider_for_resource": "._resource_discovery",
 }
 
 # A library configures no logging: without this, records of WARNING and above would reach
@@ -118,6 +123,8 @@ __all__ = [
     "ProviderConfig",
     "ReauthenticationRequired",
     "RedisAuthStorage",
+    "Registration",
+    "RegistrationError",
     "RetryPolicy",
     "StateMismatchError",
     "StorageError",
@@ -133,6 +140,7 @@ __all__ = [
     "new_pkce",
     "new_state",
     "open_login",
+    "provider_for_resource",
 ]
 
 

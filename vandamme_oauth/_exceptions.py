@@ -106,6 +106,10 @@ class DiscoveryError(OAuthError):
     """Authorization-server metadata (RFC 8414 / OpenID discovery) is missing or unusable."""
 
 
+class RegistrationError(DiscoveryError):
+    """Dynamic client registration (RFC 7591) is not offered, or the server refused it."""
+
+
 class HttpError(OAuthError):
     """An HTTP exchange with the provider failed.
 

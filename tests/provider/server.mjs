@@ -11,6 +11,7 @@
 //   CLIENT_ID          the public native client's id (default "vandamme-test"); the
 //                      confidential ones are CLIENT_ID-basic and CLIENT_ID-post
 //   CLIENT_SECRET      their secret
+//   RESOURCE_SCOPES    the scopes of every protected resource (default "files:read files:write")
 import { createServer } from 'node:http';
 
 import Provider from 'oidc-provider';
@@ -18,6 +19,7 @@ import Provider from 'oidc-provider';
 const clientId = process.env.CLIENT_ID || 'vandamme-test';
 const clientSecret = process.env.CLIENT_SECRET || 'vandamme-test-secret: not/so+secret';
 const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL || '60');
+const resourceScopes = process.env.RESOURCE_SCOPES || 'files:read files:write';
 
 const stats = {
   authorization_code: 0, refresh_token: 0, device_code: 0, revocation: 0, token_errors: 0,
@@ -76,6 +78,23 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: true },
     deviceFlow: { enabled: true },
     revocation: { enabled: true },
+    // RFC 7591 dynamic registration, open (no initial access token), with RFC 7592
+    // management so that a test can delete a client (a server that forgot it).
+    registration: { enabled: true },
+    registrationManagement: { enabled: true },
+    // RFC 8707: a token asked for with resource=R is a JWT whose aud is R, carrying the
+    // resource's scopes (RESOURCE_SCOPES) that were asked for.
+    resourceIndicators: {
+      enabled: true,
+      defaultResource: async (_ctx, _client, oneOf) => oneOf,
+      useGrantedResource: async () => true,
+      getResourceServerInfo: async (_ctx, resourceIndicator) => ({
+        scope: resourceScopes,
+        audience: resourceIndicator,
+        accessTokenTTL: accessTokenTtl,
+        accessTokenFormat: 'jwt',
+      }),
+    },
   },
   // Issue a refresh token to every client allowed the grant; public clients rotate them
   // (oidc-provider's default), and presenting a used one revokes the whole grant.

@@ -1,0 +1,94 @@
+"""A login that starts from a protected resource (the MCP authorization profile), end to end
+against the real oidc-provider and a loopback resource server: discovery from the 401, one
+dynamic registration, ``resource`` on the authorization request, the exchange and the
+refresh, and the resource accepting the token before and after a refresh."""
+
+from __future__ import annotations
+
+import httpx
+import jwt
+import pytest
+
+from tests.integration.conftest import scripted_login
+from tests.support.provider import RunningProvider
+from tests.support.resource_server import ResourceServer
+from vandamme_oauth import (
+    DiscoveryError,
+    InMemoryAuthStorage,
+    RegistrationError,
+    TokenManager,
+    provider_for_resource,
+)
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
+
+
+async def call(resource: ResourceServer, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(trust_env=False) as client:
+        return await client.get(resource.resource, headers=headers)
+
+
+async def test_a_login_from_a_resources_401_gets_tokens_bound_to_it(
+    oidc_provider: RunningProvider,
+) -> None:
+    """From the resource URL alone: a registered client, the challenge's scope (plus
+    offline_access), a login whose access token is a JWT for that resource, accepted by it,
+    and a refresh (naming the resource again) whose token it accepts too."""
+    async with ResourceServer(oidc_provider.issuer).running() as resource:
+        assert (await call(resource, None)).status_code == 401
+        provider, registration = await provider_for_resource(resource.resource)
+        assert registration is not None
+        assert provider.client_id == registration.client_id != oidc_provider.client_id
+        assert provider.resource == resource.resource
+        assert provider.scopes == ("files:read", "offline_access")
+        assert provider.issuer == oidc_provider.issuer
+        storage = InMemoryAuthStorage()
+        login = await scripted_login(provider, storage)
+        assert ("resource", resource.resource) in httpx.URL(login.url).params.multi_items()
+        first = login.auth.access_token
+        assert jwt.decode(first, options={"verify_signature": False})["aud"] == resource.resource
+        assert (await call(resource, first)).status_code == 200
+        async with TokenManager(provider, storage) as manager:
+            refreshed = await manager.refresh()
+        assert refreshed.access_token != first
+        assert (await call(resource, refreshed.access_token)).status_code == 200
+        assert [claims["sub"] for claims in resource.accepted] == ["alice", "alice"]
+        assert all("files:read" in claims["scope"].split() for claims in resource.accepted)
+
+
+async def test_a_later_login_reuses_the_registration(oidc_provider: RunningProvider) -> None:
+    """The registration of the first login is given back: no new client is registered."""
+    async with ResourceServer(oidc_provider.issuer).running() as resource:
+        _, registration = await provider_for_resource(resource.resource)
+        assert registration is not None
+        again, reused = await provider_for_resource(resource.resource, registration=registration)
+        assert reused is registration
+        assert again.client_id == registration.client_id
+        given, none = await provider_for_resource(
+            resource.resource, client_id=oidc_provider.client_id
+        )
+        assert (given.client_id, none) == (oidc_provider.client_id, None)
+
+
+async def test_metadata_naming_another_resource_is_refused(
+    oidc_provider: RunningProvider,
+) -> None:
+    """RFC 9728 section 3.3: the metadata's resource must be the one we asked for."""
+    async with ResourceServer(
+        oidc_provider.issuer, advertise="http://127.0.0.1:9/elsewhere"
+    ).running() as resource:
+        with pytest.raises(DiscoveryError, match=r"RFC 9728 section 3\.3"):
+            await provider_for_resource(resource.resource)
+
+
+async def test_a_client_metadata_document_the_server_does_not_accept_is_refused(
+    oidc_provider: RunningProvider,
+) -> None:
+    """A Client ID Metadata Document URL, at a server that does not advertise support for
+    them: one error naming what to do instead."""
+    async with ResourceServer(oidc_provider.issuer).running() as resource:
+        with pytest.raises(RegistrationError, match="does not accept Client ID Metadata"):
+            await provider_for_resource(
+                resource.resource, client_metadata_url="https://app.example/client.json"
+            )
