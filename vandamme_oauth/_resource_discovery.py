@@ -141,6 +141,32 @@ async def register_client(
     return registration
 
 
+async def registration_known(
+    registration: Registration, *, http_client: httpx.AsyncClient | None = None
+) -> bool:
+    """Whether the server still knows ``registration`` (an RFC 7592 read of its
+    management URI); True when it gave none to ask with."""
+    uri, token = registration.registration_client_uri, registration.registration_access_token
+    if uri is None or token is None:
+        return True
+    require_endpoint_url(uri, what="registration_client_uri")
+    client = http_client or await open_http_client()
+    try:
+        response = await send_with_retries(
+            client,
+            "GET",
+            uri,
+            idempotent=True,
+            policy=RetryPolicy(attempts=2),
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    finally:
+        if http_client is None:
+            await client.aclose()
+    # 401 (invalid_token: the client and its token are gone), 403 or 404: forgotten.
+    return response.status_code not in (401, 403, 404)
+
+
 async def provider_for_resource(
     url: str,
     *,
@@ -154,7 +180,8 @@ async def provider_for_resource(
 ) -> tuple[ProviderConfig, Registration | None]:
     """The provider configuration of a login to the resource ``url``, and the registration
     made for it (None when none was needed). The client id comes, in this order, from
-    ``client_id``; an earlier ``registration`` (reused unless its secret expired); the
+    ``client_id``; an earlier ``registration`` (reused unless its secret expired or the
+    server no longer knows it, as its RFC 7592 management URI tells); the
     Client ID Metadata Document at ``client_metadata_url`` when the server accepts those;
     a new RFC 7591 registration.
 
@@ -175,7 +202,14 @@ async def provider_for_resource(
     )
     made: Registration | None = None
     method: AuthMethod | None = None
-    if client_id is None and registration is not None and not registration.secret_expired():
+    if client_id is None and registration is not None:
+        if registration.secret_expired():
+            log.info("the registered client's secret expired; registering again")
+            registration = None
+        elif not await registration_known(registration, http_client=http_client):
+            log.info("the authorization server forgot the registered client; registering again")
+            registration = None
+    if client_id is None and registration is not None:
         client_id, client_secret = registration.client_id, registration.client_secret
         made = registration
     elif client_id is None and client_metadata_url is not None:

@@ -71,6 +71,29 @@ async def test_a_later_login_reuses_the_registration(oidc_provider: RunningProvi
         assert (given.client_id, none) == (oidc_provider.client_id, None)
 
 
+async def test_a_server_that_forgot_the_client_gets_one_new_registration(
+    oidc_provider: RunningProvider,
+) -> None:
+    """The client was deleted at the provider (RFC 7592 DELETE, as an administrator would):
+    the next login registers once more, and the new client's login works."""
+    async with ResourceServer(oidc_provider.issuer).running() as resource:
+        _, old = await provider_for_resource(resource.resource)
+        assert old is not None
+        assert old.registration_client_uri is not None
+        async with httpx.AsyncClient(trust_env=False) as admin:
+            deleted = await admin.delete(
+                old.registration_client_uri,
+                headers={"Authorization": f"Bearer {old.registration_access_token}"},
+            )
+        assert deleted.status_code == 204
+        provider, new = await provider_for_resource(resource.resource, registration=old)
+        assert new is not None
+        assert new.client_id != old.client_id
+        assert provider.client_id == new.client_id
+        login = await scripted_login(provider, InMemoryAuthStorage(), login="bob")
+        assert (await call(resource, login.auth.access_token)).status_code == 200
+
+
 async def test_metadata_naming_another_resource_is_refused(
     oidc_provider: RunningProvider,
 ) -> None:

@@ -1,0 +1,80 @@
+"""Dynamic client registration (RFC 7591) as pure functions: what a native public client
+asks for, what an answer gives, refusals in one line, and secrets kept out of sight."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vandamme_oauth import Registration, RegistrationError
+from vandamme_oauth._registration import parse_registration, registration_request
+
+ENDPOINT = "https://as.example/register"
+
+
+def test_a_native_public_client_asks_for_the_code_and_refresh_grants() -> None:
+    assert registration_request(["http://127.0.0.1/auth/callback"], ("openid",)) == {
+        "client_name": "vandamme-oauth",
+        "application_type": "native",
+        "redirect_uris": ["http://127.0.0.1/auth/callback"],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+        "scope": "openid",
+    }
+    assert "scope" not in registration_request(["http://127.0.0.1/cb"], ())
+
+
+def test_a_public_registration_is_read() -> None:
+    body = json.dumps(
+        {
+            "client_id": "c1",
+            "registration_access_token": "RAT",
+            "registration_client_uri": "https://as.example/reg/c1",
+            "client_secret_expires_at": 0,
+            "token_endpoint_auth_method": "none",
+        }
+    ).encode()
+    registration = parse_registration(ENDPOINT, 201, body)
+    assert registration == Registration(
+        client_id="c1",
+        registration_access_token="RAT",
+        registration_client_uri="https://as.example/reg/c1",
+    )
+    assert not registration.secret_expired()
+    assert "RAT" not in repr(registration)
+
+
+def test_a_confidential_registration_keeps_its_secret_out_of_sight() -> None:
+    body = json.dumps(
+        {"client_id": "c2", "client_secret": "S3CRET", "client_secret_expires_at": 1000}
+    ).encode()
+    registration = parse_registration(ENDPOINT, 200, body)
+    assert registration.client_secret == "S3CRET"
+    assert registration.token_endpoint_auth_method == "client_secret_basic"
+    assert "S3CRET" not in repr(registration)
+    assert "S3CRET" not in json.dumps(registration.to_dict())
+    assert not registration.secret_expired(now=999.0)
+    assert registration.secret_expired(now=1000.0)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (
+            400,
+            b'{"error": "invalid_redirect_uri", "error_description": "no loopback"}',
+            "was refused (invalid_redirect_uri: no loopback); register a client with the "
+            "provider and pass its id (--client-id)",
+        ),
+        (403, b"<html>forbidden</html>", "was refused (HTTP 403)"),
+        (201, b'{"client_secret": "x"}', "has no client_id"),
+        (201, b"not json", "has no client_id"),
+    ],
+)
+def test_refusals_and_unusable_answers_say_what_to_do(status: int, body: bytes, says: str) -> None:
+    with pytest.raises(RegistrationError) as caught:
+        parse_registration(ENDPOINT, status, body)
+    assert says in str(caught.value)
+    assert "\n" not in str(caught.value)
