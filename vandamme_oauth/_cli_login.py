@@ -29,8 +29,10 @@ from ._exceptions import NotAuthenticatedError, OAuthError, StorageError
 from ._flow import OAuthFlow
 from ._headless import headless_reason
 from ._login import login_name
-from ._profiles import load_provider
+from ._profiles import load_provider, load_registration, save_registration
 from ._provider import ProviderConfig
+from ._resource import canonical_resource
+from ._resource_discovery import provider_for_resource
 from ._token_client import TokenClient
 from .providers import chatgpt
 from .storage._filesystem import FileSystemAuthStorage
@@ -54,7 +56,15 @@ def add_login_arguments(login: argparse.ArgumentParser) -> None:
         help="chatgpt (the preset, the default) or a stored login to sign in to again",
     )
     login.add_argument("--issuer", help="any OpenID provider's issuer URL (uses discovery)")
-    login.add_argument("--client-id", help="your public client's id at --issuer")
+    login.add_argument(
+        "--resource",
+        metavar="URL",
+        help="a protected resource (an MCP server): its authorization server is found from "
+        "its 401, a client is registered if needed, and the tokens are bound to it",
+    )
+    login.add_argument(
+        "--client-id", help="your client's id at --issuer (or at --resource's server)"
+    )
     login.add_argument(
         "--scope", action="append", default=None, help="a scope to request (repeatable)"
     )
@@ -90,20 +100,22 @@ def add_login_arguments(login: argparse.ArgumentParser) -> None:
 
 def check_login_usage(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     """Refuse contradictory ``login`` options as usage errors (exit 2), before any I/O."""
+    if args.resource and (args.issuer or args.target):
+        parser.error("--resource finds its own issuer: give it without --issuer or a NAME")
     if args.issuer and not args.client_id:
         parser.error("--issuer needs --client-id")
-    if args.client_id and not args.issuer:
-        parser.error("--client-id needs --issuer")
+    if args.client_id and not (args.issuer or args.resource):
+        parser.error("--client-id needs --issuer or --resource")
     if args.issuer and args.target:
         parser.error(
             f"give a stored login's NAME ({args.target}) or --issuer/--client-id, not both "
             "(name a new login with --name)"
         )
     if args.name and args.target not in (None, "chatgpt"):
-        parser.error("--name names a new login: use it with chatgpt or --issuer")
+        parser.error("--name names a new login: use it with chatgpt, --issuer or --resource")
     if not args.timeout > 0:
         parser.error("--timeout must be a positive number of seconds")
-    if args.api_key and args.issuer:
+    if args.api_key and (args.issuer or args.resource):
         parser.error("--api-key is ChatGPT's token exchange: use it with chatgpt, not --issuer")
 
 
@@ -128,9 +140,29 @@ async def _read_line() -> str | None:
     return await future
 
 
+async def _resource_provider(args: argparse.Namespace, home: Path) -> ProviderConfig:
+    """The provider of a login to ``--resource``: discovered from its 401, with the client
+    registered for this login before (reused), or registered now (and kept)."""
+    name = args.name or login_name(canonical_resource(args.resource))
+    saved = None if args.client_id else await load_registration(home, name)
+    provider, registration = await provider_for_resource(
+        args.resource,
+        client_id=args.client_id,
+        scopes=tuple(args.scope) if args.scope else None,
+        name=name,
+        registration=saved,
+    )
+    if registration is not None and registration is not saved:
+        await save_registration(home, name, registration)
+        say(f"Registered the client {registration.client_id} at {provider.issuer}.")
+    return provider
+
+
 async def _provider(args: argparse.Namespace, home: Path) -> ProviderConfig:
     scopes = tuple(args.scope) if args.scope else None
-    if args.issuer:
+    if args.resource:
+        provider = await _resource_provider(args, home)
+    elif args.issuer:
         provider = await ProviderConfig.discover(
             args.issuer,
             client_id=args.client_id,
@@ -150,6 +182,20 @@ async def _provider(args: argparse.Namespace, home: Path) -> ProviderConfig:
                 f"login --issuer URL --client-id ID --name {shlex.quote(target)}"
             )
         provider = saved
+        if saved.resource is not None and saved.client_id == getattr(
+            registration := await load_registration(home, target), "client_id", None
+        ):
+            # A login to a resource: discover again, so that a registration the server
+            # forgot (or whose secret expired) is made anew, once.
+            provider, made = await provider_for_resource(
+                saved.resource,
+                scopes=scopes or saved.scopes,
+                name=target,
+                registration=registration,
+            )
+            if made is not None and made is not registration:
+                await save_registration(home, target, made)
+                say(f"Registered the client {made.client_id} at {provider.issuer} again.")
         if scopes:
             provider = provider.replace(scopes=scopes)
         if args.form_post:

@@ -90,6 +90,7 @@ class _Report:
     email: str | None = None
     plan: str | None = None
     issuer: str | None = None
+    resource: str | None = None
     scopes: list[str] | None = None
     expires_at: float | None = None
     last_refresh: float | None = None
@@ -115,6 +116,8 @@ class _Report:
             lines.append(f"  plan:        {self.plan}")
         if self.issuer:
             lines.append(f"  issuer:      {self.issuer}")
+        if self.resource:
+            lines.append(f"  resource:    {self.resource}")
         if self.scopes:
             lines.append(f"  scopes:      {' '.join(self.scopes)}")
         if self.expires_at is not None:
@@ -200,6 +203,7 @@ async def _report(args: argparse.Namespace, home: Path, name: str, now: float) -
     report.storage = where(storage)  # a keyring that fell back names the file now
     if provider is not None:
         report.issuer, report.scopes = provider.issuer, list(provider.scopes)
+        report.resource = provider.resource
     if auth is None:
         report.fix = login_command(args, name) if provider is not None else None
         return report

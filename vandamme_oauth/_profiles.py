@@ -7,6 +7,7 @@ discovering them again. Files hold no secrets but are still 0600.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ import anyio.to_thread
 from ._exceptions import NotAuthenticatedError, StorageError, ValidationError
 from ._login import login_name
 from ._provider import ProviderConfig
+from ._registration import Registration
 from .storage._filesystem import FileSystemAuthStorage
 
 if TYPE_CHECKING:
@@ -22,11 +24,54 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-__all__ = ["delete_provider", "load_provider", "open_login"]
+__all__ = [
+    "delete_provider",
+    "load_provider",
+    "load_registration",
+    "open_login",
+    "save_registration",
+]
 
 
 def _path(home: Path, name: str) -> Path:
     return home / f"{name}.provider.json"
+
+
+def _registration_path(home: Path, name: str) -> Path:
+    return home / f"{name}.registration"
+
+
+def _load_registration_sync(home: Path, name: str) -> Registration | None:
+    path = _registration_path(home, name)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise StorageError(f"cannot read the registration file {path}: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("client_id"), str):
+        raise StorageError(f"the registration file {path} holds no client_id")
+    known = {f.name for f in dataclasses.fields(Registration)}
+    return Registration(**{k: v for k, v in data.items() if k in known})
+
+
+async def load_registration(home: Path, name: str) -> Registration | None:
+    """The client registered for login ``name`` (RFC 7591), with its secrets, or None."""
+    return await anyio.to_thread.run_sync(_load_registration_sync, home, name)
+
+
+async def save_registration(home: Path, name: str, registration: Registration) -> None:
+    """Keep the client registered for login ``name`` beside its profile: atomically, in a
+    0600 file in the 0700 home, secrets (client secret, management token) included; never
+    printed by ``status``."""
+    payload = json.dumps(dataclasses.asdict(registration), indent=2).encode()
+    storage = FileSystemAuthStorage(home, name)
+
+    def write() -> None:
+        storage._ensure_home()
+        storage._replace_with(payload, _registration_path(home, name))
+
+    await anyio.to_thread.run_sync(write)
 
 
 def _load_sync(home: Path, name: str, client_secret: str | None) -> ProviderConfig | None:
@@ -41,6 +86,10 @@ def _load_sync(home: Path, name: str, client_secret: str | None) -> ProviderConf
         raise StorageError(f"cannot read the provider file {path}: {exc}") from None
     if not isinstance(data, dict):
         raise StorageError(f"the provider file {path} is not a JSON object")
+    if client_secret is None and data.get("token_endpoint_auth_method", "none") != "none":
+        registration = _load_registration_sync(home, name)  # a registered secret, if any
+        if registration is not None and registration.client_id == data.get("client_id"):
+            client_secret = registration.client_secret
     try:
         return ProviderConfig.from_dict(data, client_secret=client_secret)
     except ValidationError as exc:
@@ -48,8 +97,14 @@ def _load_sync(home: Path, name: str, client_secret: str | None) -> ProviderConf
 
 
 async def delete_provider(home: Path, name: str) -> None:
-    """Forget the saved provider of login ``name`` (no error if there is none)."""
-    await anyio.to_thread.run_sync(lambda: _path(home, name).unlink(missing_ok=True))
+    """Forget the saved provider of login ``name`` and its registration (no error if there
+    is none)."""
+
+    def delete() -> None:
+        _path(home, name).unlink(missing_ok=True)
+        _registration_path(home, name).unlink(missing_ok=True)
+
+    await anyio.to_thread.run_sync(delete)
 
 
 async def load_provider(

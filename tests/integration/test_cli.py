@@ -95,8 +95,11 @@ async def _cli_login(
         seen.append(line)
         if line.strip().startswith("http"):
             url = line.strip()
-    waiting = (await asyncio.wait_for(process.stderr.readline(), timeout=60)).decode()
-    assert "Ctrl-C" in waiting
+    waiting = ""  # notices before the waiting line (a registration) are kept with it
+    while "Ctrl-C" not in waiting:
+        line = (await asyncio.wait_for(process.stderr.readline(), timeout=60)).decode()
+        assert line, f"the CLI exited before saying it waits: {waiting}"
+        waiting += line
     assert "/auth/callback" in waiting
     await run_browser(url, login=login)
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)

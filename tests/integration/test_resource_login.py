@@ -5,11 +5,15 @@ refresh, and the resource accepting the token before and after a refresh."""
 
 from __future__ import annotations
 
+import json
+from typing import TYPE_CHECKING
+
 import httpx
 import jwt
 import pytest
 
 from tests.integration.conftest import scripted_login
+from tests.integration.test_cli import _cli, _cli_login
 from tests.support.provider import RunningProvider
 from tests.support.resource_server import ResourceServer
 from vandamme_oauth import (
@@ -19,6 +23,9 @@ from vandamme_oauth import (
     TokenManager,
     provider_for_resource,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 
@@ -115,3 +122,50 @@ async def test_a_client_metadata_document_the_server_does_not_accept_is_refused(
             await provider_for_resource(
                 resource.resource, client_metadata_url="https://app.example/client.json"
             )
+
+
+async def test_the_cli_logs_in_to_a_resource_and_serves_its_token(
+    oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """`login --resource URL --no-browser`: one registration kept beside the profile (0600),
+    exit 0; `status` shows the resource; `token NAME` prints a token the resource accepts;
+    a second `login NAME` reuses the registration; `logout NAME` deletes it all."""
+    home = tmp_path / "home"
+    async with ResourceServer(oidc_provider.issuer).running() as resource:
+        code, out, err = await _cli_login(
+            oidc_provider, home, "--resource", resource.resource, "--name", "files"
+        )
+        assert code == 0, err
+        assert "Registered the client " in err
+        assert "Logged in to files as alice" in out
+        registration = home / "files.registration"
+        assert registration.stat().st_mode & 0o777 == 0o600
+        client_id = json.loads(registration.read_text())["client_id"]
+
+        code, out, err = await _cli("status", "files", home=home)
+        assert code == 0, err
+        assert f"  resource:    {resource.resource}" in out
+        assert "registration_access_token" not in out
+
+        code, out, err = await _cli("token", "files", home=home)
+        assert code == 0, err
+        token = out.strip().splitlines()[-1]
+        assert (await call(resource, token)).status_code == 200
+
+        code, out, err = await _cli_login(oidc_provider, home, "files")
+        assert code == 0, err
+        assert "Registered the client" not in err
+        assert json.loads(registration.read_text())["client_id"] == client_id
+
+        code, out, err = await _cli("logout", "files", home=home)
+        assert code == 0, err
+        assert not registration.exists()
+        assert not (home / "files.provider.json").exists()
+
+
+async def test_the_cli_refuses_resource_with_issuer(tmp_path: Path) -> None:
+    code, _, err = await _cli(
+        "login", "--resource", "http://127.0.0.1:9/mcp", "--issuer", "http://x", home=tmp_path
+    )
+    assert code == 2
+    assert "--resource finds its own issuer" in err
