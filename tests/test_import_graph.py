@@ -79,6 +79,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "integrations._web_login",
         "integrations.aiohttp",
         "integrations.httpx",
+        "integrations.httpx2",
+        "integrations._bearer_flow",
         "integrations.starlette",
     ),
 }

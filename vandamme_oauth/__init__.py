@@ -15,6 +15,7 @@ from ._exceptions import CallbackServerError as CallbackServerError
 from ._exceptions import CallbackTimeoutError as CallbackTimeoutError
 from ._exceptions import DiscoveryError as DiscoveryError
 from ._exceptions import HttpError as HttpError
+from ._exceptions import InsufficientScopeError as InsufficientScopeError
 from ._exceptions import InvalidJWTError as InvalidJWTError
 from ._exceptions import IssuerMismatchError as IssuerMismatchError
 from ._exceptions import NetworkError as NetworkError
@@ -109,6 +110,7 @@ __all__ = [
     "FileSystemAuthStorage",
     "HttpError",
     "InMemoryAuthStorage",
+    "InsufficientScopeError",
     "InvalidJWTError",
     "IssuerMismatchError",
     "KeyringAuthStorage",

@@ -106,6 +106,21 @@ class DiscoveryError(OAuthError):
     """Authorization-server metadata (RFC 8414 / OpenID discovery) is missing or unusable."""
 
 
+class InsufficientScopeError(OAuthError):
+    """A resource answered 403 ``insufficient_scope``: the login lacks scopes it needs
+    (RFC 6750 section 3.1) and no step-up login was run.
+
+    Attributes:
+        resource: The resource that asked.
+        scopes: The scopes a new login should ask for (those held and those required).
+    """
+
+    def __init__(self, message: str, *, resource: str, scopes: tuple[str, ...]) -> None:
+        super().__init__(message, error="insufficient_scope")
+        self.resource = resource
+        self.scopes = scopes
+
+
 class RegistrationError(DiscoveryError):
     """Dynamic client registration (RFC 7591) is not offered, or the server refused it."""
 

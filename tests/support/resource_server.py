@@ -1,7 +1,8 @@
 """A protected resource on loopback for the MCP-profile tests (aiohttp, 127.0.0.1): ``/mcp``
 answers 401 with a Bearer challenge naming its RFC 9728 metadata unless the request carries
 a JWT access token of the test provider whose ``aud`` is this resource (verified against the
-provider's JWKS with PyJWT); the metadata is served at the path-inserted well-known URI."""
+provider's JWKS with PyJWT); ``/mcp/write`` also needs the ``files:write`` scope (else 403
+``insufficient_scope``); the metadata is served at the path-inserted well-known URI."""
 
 from __future__ import annotations
 
@@ -35,6 +36,17 @@ class ResourceServer:
     @property
     def metadata_url(self) -> str:
         return f"{self.base}/.well-known/oauth-protected-resource/mcp"
+
+    async def _write(self, request: web.Request) -> web.Response:
+        """Needs ``files:write`` besides a valid token: else 403 insufficient_scope."""
+        answer = await self._mcp(request)
+        if answer.status != 200 or "files:write" in str(self.accepted[-1].get("scope")).split():
+            return answer
+        challenge = (
+            'Bearer error="insufficient_scope", scope="files:read files:write", '
+            f'resource_metadata="{self.metadata_url}"'
+        )
+        return web.Response(status=403, headers={"WWW-Authenticate": challenge})
 
     async def _mcp(self, request: web.Request) -> web.Response:
         header = request.headers.get("Authorization", "")
@@ -79,6 +91,7 @@ class ResourceServer:
             )
         app = web.Application()
         app.router.add_get("/mcp", self._mcp)
+        app.router.add_get("/mcp/write", self._write)
         app.router.add_get("/.well-known/oauth-protected-resource/mcp", self._metadata)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()

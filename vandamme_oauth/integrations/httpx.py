@@ -9,6 +9,9 @@ read into memory (``requires_request_body`` is False), so streaming uploads pass
 through. On a 401 the manager is told that token
 was rejected (it refreshes once, however many requests report it) and the request is sent
 once more with the new token, but only when its body can be replayed (bytes, not a stream).
+A resource that asks for a login (a 401 with no login held) or for more scopes (a 403
+``insufficient_scope``) gets one through the ``login`` hook, or a typed error naming the
+command (see `vandamme_oauth.integrations._bearer_flow`).
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ._common import DEFAULT, apply_headers, header_builder
+from ._bearer_flow import LoginHook, LoginNeeded, bearer_flow
+from ._common import DEFAULT, header_builder
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Generator
 
     from .._token_manager import TokenManager
 
-__all__ = ["TokenManagerAuth"]
+__all__ = ["LoginHook", "LoginNeeded", "TokenManagerAuth"]
 
 
 class TokenManagerAuth(httpx.Auth):
@@ -36,14 +40,24 @@ class TokenManagerAuth(httpx.Auth):
             ChatGPT's backend headers (`vandamme_oauth.providers.chatgpt.backend_headers`);
             for others, none. Naming a header (or ``None``) sends only ``Authorization``
             and that header.
+        login: ``async def login(needed: LoginNeeded) -> None``, run when a resource asks
+            for a login or for more scopes (at most once per request); without it those
+            raise `NotAuthenticatedError` / `InsufficientScopeError` naming the command.
     """
 
     requires_request_body = False
     requires_response_body = False
 
-    def __init__(self, manager: TokenManager, *, account_header: str | object | None = DEFAULT):
+    def __init__(
+        self,
+        manager: TokenManager,
+        *,
+        account_header: str | object | None = DEFAULT,
+        login: LoginHook | None = None,
+    ):
         self._manager = manager
         self._headers = header_builder(manager, account_header)
+        self._login = login
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
         """Not supported: tokens come from an async manager."""
@@ -54,16 +68,15 @@ class TokenManagerAuth(httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        auth = await self._manager.get_auth_data()
-        apply_headers(request.headers, self._headers(auth))
-        response = yield request
-        if response.status_code != 401:
-            return
-        self._manager.report_unauthorized(auth.access_token)
-        if not isinstance(request.stream, httpx.ByteStream):
-            return  # a streamed body was consumed: it cannot be sent again
-        fresh = await self._manager.get_auth_data()
-        if fresh.access_token == auth.access_token:
-            return
-        apply_headers(request.headers, self._headers(fresh))
-        yield request
+        flow = bearer_flow(self._manager, request, self._headers, _replayable, self._login)
+        response: httpx.Response | None = None
+        while True:
+            try:
+                sent = await flow.asend(response)
+            except StopAsyncIteration:
+                return
+            response = yield sent
+
+
+def _replayable(request: httpx.Request) -> bool:
+    return isinstance(request.stream, httpx.ByteStream)
