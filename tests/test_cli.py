@@ -195,7 +195,7 @@ def test_status_json_is_a_stable_document_without_secrets(
     by_name = {entry["name"]: entry for entry in document["logins"]}
     assert sorted(by_name) == ["broken", "dead", "fresh", "soon", "stale"]
     keys = {
-        "name", "state", "usable", "storage", "account_id", "email", "plan", "issuer",
+        "name", "state", "usable", "storage", "account_id", "email", "plan", "issuer", "resource",
         "scopes", "expires_at", "expires_in", "last_refresh", "refreshable", "detail", "fix",
     }  # fmt: skip
     assert all(set(entry) == keys for entry in document["logins"])
