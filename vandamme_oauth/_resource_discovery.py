@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ._challenges import Challenge, bearer_challenge
 from ._discovery import fetch_metadata
@@ -99,6 +100,9 @@ async def discover_resource(
             await client.aclose()
     if not isinstance(server, Mapping):
         raise DiscoveryError(f"the metadata of {issuer} is not a JSON object")
+    named = server.get("issuer")
+    if isinstance(named, str) and _same_root(named, issuer):
+        issuer = named  # "https://as.example/" and "https://as.example": one server
     methods = server.get("code_challenge_methods_supported")
     if not isinstance(methods, list) or "S256" not in methods:
         raise DiscoveryError(
@@ -106,6 +110,13 @@ async def discover_resource(
             "authorization profile requires PKCE S256, so no login is attempted"
         )
     return ProtectedResource(resource, metadata, challenge, issuer, server)
+
+
+def _same_root(a: str, b: str) -> bool:
+    """Two spellings of one issuer at the root of its host, with and without the slash
+    (resource metadata written by some SDKs adds one); any other difference is another
+    issuer (RFC 8414 section 3.3)."""
+    return a != b and a.rstrip("/") == b.rstrip("/") and urlsplit(a).path in ("", "/")
 
 
 async def register_client(

@@ -21,7 +21,6 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.server import MCPServer
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
-from pydantic import AnyHttpUrl
 
 from tests.integration.conftest import scripted_login
 from vandamme_oauth import InMemoryAuthStorage, TokenManager, provider_for_resource
@@ -77,11 +76,13 @@ async def mcp_server(issuer: str) -> AsyncIterator[str]:
     server = MCPServer(
         "files",
         token_verifier=ProviderJWTs(issuer, url, keys),
-        auth=AuthSettings(
-            issuer_url=AnyHttpUrl(issuer),
-            resource_server_url=AnyHttpUrl(url),
-            required_scopes=["files:read"],
-            validate_token_resource=True,
+        auth=AuthSettings.model_validate(
+            {
+                "issuer_url": issuer,
+                "resource_server_url": url,
+                "required_scopes": ["files:read"],
+                "validate_token_resource": True,
+            }
         ),
     )
 

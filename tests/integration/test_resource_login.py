@@ -112,6 +112,21 @@ async def test_metadata_naming_another_resource_is_refused(
             await provider_for_resource(resource.resource)
 
 
+async def test_an_authorization_server_named_with_a_root_slash_is_the_same_server(
+    oidc_provider: RunningProvider,
+) -> None:
+    """Resource metadata naming ``http://host:port/`` for an issuer ``http://host:port``
+    (as some SDKs write it) is that issuer; another path is another issuer, refused."""
+    root = oidc_provider.issuer + "/"
+    async with ResourceServer(oidc_provider.issuer, server=root).running() as resource:
+        provider, _ = await provider_for_resource(resource.resource)
+        assert provider.issuer == oidc_provider.issuer
+    other = oidc_provider.issuer + "/tenant"
+    async with ResourceServer(oidc_provider.issuer, server=other).running() as resource:
+        with pytest.raises(DiscoveryError, match="no usable metadata"):
+            await provider_for_resource(resource.resource)
+
+
 async def test_a_client_metadata_document_the_server_does_not_accept_is_refused(
     oidc_provider: RunningProvider,
 ) -> None:

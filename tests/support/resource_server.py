@@ -21,8 +21,16 @@ class ResourceServer:
     """See the module docstring. ``advertise`` overrides the ``resource`` the metadata
     names (a mix-up); ``scope`` is the challenge's."""
 
-    def __init__(self, issuer: str, *, scope: str = "files:read", advertise: str | None = None):
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        scope: str = "files:read",
+        advertise: str | None = None,
+        server: str | None = None,
+    ):
         self.issuer = issuer
+        self.server = server or issuer  # the authorization server the metadata names
         self.scope = scope
         self.advertise = advertise
         self.base = ""
@@ -74,7 +82,7 @@ class ResourceServer:
         return web.json_response(
             {
                 "resource": self.advertise or self.resource,
-                "authorization_servers": [self.issuer],
+                "authorization_servers": [self.server],
                 "scopes_supported": ["files:read", "files:write"],
                 "bearer_methods_supported": ["header"],
             }
