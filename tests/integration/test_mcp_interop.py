@@ -23,11 +23,14 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 
 from tests.integration.conftest import scripted_login
+from tests.integration.test_cli import _cli_login
+from tests.integration.test_examples import example, finish
 from vandamme_oauth import InMemoryAuthStorage, TokenManager, provider_for_resource
 from vandamme_oauth.integrations.httpx2 import TokenManagerAuth
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
     from tests.support.provider import RunningProvider
     from vandamme_oauth import ProviderConfig
@@ -129,3 +132,20 @@ async def test_the_mcp_sdk_client_calls_a_tool_through_our_adapter(
         assert [c.text for c in second.content if hasattr(c, "text")] == ["carol"]
         assert len(logins) == 1
         assert logins[0].resource == url
+
+
+async def test_the_readme_mcp_commands_run_as_written(
+    oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """The README's two commands: `login --resource URL --name files`, then
+    `examples/mcp_client.py files whoami` prints the signed-in user."""
+    home = tmp_path / "home"
+    async with mcp_server(oidc_provider.issuer) as url:
+        code, _, err = await _cli_login(
+            oidc_provider, home, "--resource", url, "--name", "files", login="dave"
+        )
+        assert code == 0, err
+        code, out, err = await finish(
+            await example("mcp_client", "files", "whoami", "--home", str(home))
+        )
+    assert (code, out, err) == (0, "dave\n", "")
