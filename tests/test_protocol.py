@@ -130,20 +130,19 @@ def test_state_is_checked_before_anything_else(state: str | None) -> None:
         judge(params)
 
 
-def test_error_comes_before_iss_and_code() -> None:
-    """With the right state, error= wins and is reported with its description."""
+def test_error_comes_after_iss_and_before_code() -> None:
+    """With the right state and issuer, error= wins over a code and is reported with its
+    description; an error from another issuer (or none, where one is required) is a
+    mix-up, not this provider's answer (RFC 9207 section 2.4)."""
+    answer = {"state": "good", "error": "access_denied", "error_description": "no thanks"}
     with pytest.raises(AuthorizationError, match="access_denied: no thanks") as caught:
-        judge(
-            {
-                "state": "good",
-                "error": "access_denied",
-                "error_description": "no thanks",
-                "iss": "https://evil.example",
-                "code": "C",
-            }
-        )
+        judge({**answer, "iss": "https://idp.example", "code": "C"})
     assert caught.value.error == "access_denied"
     assert caught.value.error_description == "no thanks"
+    with pytest.raises(IssuerMismatchError, match="possible mix-up"):
+        judge({**answer, "iss": "https://evil.example"})
+    with pytest.raises(IssuerMismatchError, match="RFC 9207"):
+        judge(answer, require_iss=True)
 
 
 def test_iss_mismatch_and_missing_required_iss() -> None:
@@ -297,7 +296,7 @@ def test_missing_iss_when_required_names_the_issuer() -> None:
         judge({"state": "good", "code": "C"}, require_iss=True)
     assert str(caught.value) == (
         "the callback has no 'iss' but https://idp.example promises one (RFC 9207); "
-        "refusing the code"
+        "refusing the answer"
     )
 
 

@@ -122,7 +122,8 @@ def parse_callback(
     """Judge an authorization response and return its ``code``.
 
     Order matters: ``state`` first, so an error page of a forged request is never shown as
-    ours; then ``error``; then ``iss`` (RFC 9207); then ``code``.
+    ours; then ``iss`` (RFC 9207 section 2.4: error responses too, so another server's
+    error is never reported as this one's); then ``error``; then ``code``.
 
     Raises:
         StateMismatchError: ``state`` is missing or differs (compared in constant time).
@@ -134,6 +135,15 @@ def parse_callback(
         raise StateMismatchError(
             "the callback's state does not match this login (a stale tab or a forged request)"
         )
+    iss = params.get("iss")
+    if iss is None and require_iss:
+        raise IssuerMismatchError(
+            f"the callback has no 'iss' but {issuer} promises one (RFC 9207); refusing the answer"
+        )
+    if iss is not None and iss != issuer:
+        raise IssuerMismatchError(
+            f"the callback comes from issuer {iss!r}, not {issuer!r} (possible mix-up attack)"
+        )
     if "error" in params:
         raise AuthorizationError(
             f"the provider refused the login: {params['error']}"
@@ -141,15 +151,6 @@ def parse_callback(
             error=params["error"],
             error_description=params.get("error_description"),
             error_uri=params.get("error_uri"),
-        )
-    iss = params.get("iss")
-    if iss is None and require_iss:
-        raise IssuerMismatchError(
-            f"the callback has no 'iss' but {issuer} promises one (RFC 9207); refusing the code"
-        )
-    if iss is not None and iss != issuer:
-        raise IssuerMismatchError(
-            f"the callback comes from issuer {iss!r}, not {issuer!r} (possible mix-up attack)"
         )
     code = params.get("code")
     if not code:

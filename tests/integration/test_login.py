@@ -167,6 +167,7 @@ async def test_error_page_escapes_provider_text(provider_config: ProviderConfig)
                     "state": query["state"][0],
                     "error": "access_denied",
                     "error_description": "<script>alert(1)</script>",
+                    "iss": provider_config.issuer,
                 }
             )
         )
