@@ -49,7 +49,29 @@ def test_token_without_login(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     ("argv", "reason"),
     [
         (["login", "--issuer", "https://idp.example"], "--issuer needs --client-id"),
-        (["login", "--client-id", "c"], "--client-id needs --issuer"),
+        (["login", "--client-id", "c"], "--client-id needs --issuer or --resource"),
+        (
+            ["login", "--resource", "https://mcp.example/mcp", "--issuer", "https://i"],
+            "--resource finds its own issuer",
+        ),
+        (["login", "work", "--resource", "https://mcp.example/mcp"], "--resource finds its own"),
+        (
+            ["login", "--issuer", "https://idp.example", "--client-secret-stdin"],
+            "--issuer needs --client-id",
+        ),
+        (
+            ["login", "--resource", "https://mcp.example/mcp", "--client-secret-stdin"],
+            "--client-secret-stdin needs --client-id",
+        ),
+        (
+            ["login", "--resource", "https://r.example", "--client-id", "c"]
+            + ["--client-secret-stdin", "--paste"],
+            "both read standard input",
+        ),
+        (
+            ["login", "--resource", "https://mcp.example/mcp", "--api-key"],
+            "--api-key is ChatGPT's token exchange",
+        ),
         (["login", "work", "--issuer", "https://idp.example", "--client-id", "c"], "not both"),
         (["login", "work", "--name", "other"], "--name names a new login"),
         (["login", "--timeout", "0"], "--timeout must be a positive"),

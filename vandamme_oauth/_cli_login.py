@@ -25,12 +25,13 @@ import anyio.to_thread
 
 from ._cli_common import login_command, make_storage, progress, say, where
 from ._device import DeviceCode, DeviceFlow
-from ._exceptions import NotAuthenticatedError, OAuthError, StorageError
+from ._exceptions import NotAuthenticatedError, OAuthError, StorageError, ValidationError
 from ._flow import OAuthFlow
 from ._headless import headless_reason
 from ._login import login_name
 from ._profiles import load_provider, load_registration, save_registration
 from ._provider import ProviderConfig
+from ._registration import Registration
 from ._resource import canonical_resource
 from ._resource_discovery import provider_for_resource
 from ._token_client import TokenClient
@@ -64,6 +65,12 @@ def add_login_arguments(login: argparse.ArgumentParser) -> None:
     )
     login.add_argument(
         "--client-id", help="your client's id at --issuer (or at --resource's server)"
+    )
+    login.add_argument(
+        "--client-secret-stdin",
+        action="store_true",
+        help="read the client's secret from standard input (one line), for providers whose "
+        "installed apps need one; it is kept in a 0600 file beside the login, never printed",
     )
     login.add_argument(
         "--scope", action="append", default=None, help="a scope to request (repeatable)"
@@ -111,6 +118,10 @@ def check_login_usage(parser: argparse.ArgumentParser, args: argparse.Namespace)
             f"give a stored login's NAME ({args.target}) or --issuer/--client-id, not both "
             "(name a new login with --name)"
         )
+    if args.client_secret_stdin and not args.client_id:
+        parser.error("--client-secret-stdin needs --client-id (the secret is that client's)")
+    if args.client_secret_stdin and args.paste:
+        parser.error("--client-secret-stdin and --paste both read standard input: pick one")
     if args.name and args.target not in (None, "chatgpt"):
         parser.error("--name names a new login: use it with chatgpt, --issuer or --resource")
     if not args.timeout > 0:
@@ -148,6 +159,7 @@ async def _resource_provider(args: argparse.Namespace, home: Path) -> ProviderCo
     provider, registration = await provider_for_resource(
         args.resource,
         client_id=args.client_id,
+        client_secret=args.client_secret,
         scopes=tuple(args.scope) if args.scope else None,
         name=name,
         registration=saved,
@@ -158,7 +170,39 @@ async def _resource_provider(args: argparse.Namespace, home: Path) -> ProviderCo
     return provider
 
 
+async def _client_secret(args: argparse.Namespace) -> str | None:
+    """The secret given on standard input with ``--client-secret-stdin``."""
+    if not args.client_secret_stdin:
+        return None
+    secret = ((await _read_line()) or "").strip()
+    if not secret:
+        raise ValidationError(
+            "--client-secret-stdin found no secret on standard input; pipe it in: "
+            "... | vandamme-oauth login --client-secret-stdin ..."
+        )
+    return secret
+
+
+async def _keep_secret(home: Path, provider: ProviderConfig) -> None:
+    """Keep a secret given on the command line where `token` and `logout` find it."""
+    if provider.client_secret is not None:
+        kept = Registration(
+            client_id=provider.client_id,
+            client_secret=provider.client_secret,
+            token_endpoint_auth_method=provider.token_endpoint_auth_method,
+        )
+        await save_registration(home, provider.name, kept)
+
+
 async def _provider(args: argparse.Namespace, home: Path) -> ProviderConfig:
+    args.client_secret = await _client_secret(args)
+    provider = await _chosen_provider(args, home)
+    if args.client_secret is not None:
+        await _keep_secret(home, provider)
+    return provider
+
+
+async def _chosen_provider(args: argparse.Namespace, home: Path) -> ProviderConfig:
     scopes = tuple(args.scope) if args.scope else None
     if args.resource:
         provider = await _resource_provider(args, home)
@@ -169,6 +213,7 @@ async def _provider(args: argparse.Namespace, home: Path) -> ProviderConfig:
             scopes=scopes or ("openid", "offline_access"),
             name=args.name or login_name(args.issuer),
             response_mode="form_post" if args.form_post else None,
+            client_secret=args.client_secret,
         )
     else:
         target = args.target or "chatgpt"
@@ -261,7 +306,7 @@ async def _browser_login(
     # headless_reason() reads small files under /proc: keep it off the event loop.
     headless = None if args.no_browser else await anyio.to_thread.run_sync(headless_reason)
     print_only = args.no_browser or headless is not None
-    paste = args.paste or (print_only and sys.stdin.isatty())
+    paste = args.paste or (print_only and sys.stdin.isatty() and not args.client_secret_stdin)
     if headless is not None:
         say(f"This looks like {headless}: not opening a browser here.")
 

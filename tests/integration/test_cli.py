@@ -435,3 +435,45 @@ async def test_an_unreachable_issuer_is_one_line(tmp_path: Path, unused_tcp_port
         f"vandamme-oauth: cannot reach {issuer} (ConnectError: All connection attempts "
         "failed); check the issuer URL and your network\n"
     )
+
+
+async def test_a_client_secret_from_stdin_is_kept_for_later_commands(
+    oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """`login --issuer ... --client-id CONFIDENTIAL --client-secret-stdin`: the secret is
+    read from standard input, never printed, kept in a 0600 file; `logout` later revokes
+    with it (the provider refuses revocation without the client's secret)."""
+    home = tmp_path / "home"
+    client_id = oidc_provider.confidential_client_id("client_secret_basic")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vandamme_oauth", "login",
+        "--issuer", oidc_provider.issuer, "--client-id", client_id, "--client-secret-stdin",
+        "--name", "conf", "--no-browser", "--timeout", "60", "--home", str(home),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, env={**os.environ, "NO_PROXY": "*"},
+    )  # fmt: skip
+    assert process.stdin is not None
+    assert process.stdout is not None
+    process.stdin.write(oidc_provider.client_secret.encode() + b"\n")
+    await process.stdin.drain()
+    url = ""
+    while not url:
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        assert line, "the CLI exited before printing a URL"
+        url = line.strip() if line.strip().startswith("http") else ""
+    await run_browser(url, login="erin")
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, err.decode()
+    assert oidc_provider.client_secret not in out.decode() + err.decode()
+    kept = home / "conf.registration"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert oidc_provider.client_secret not in (home / "conf.provider.json").read_text()
+    code, out_text, err_text = await _cli("status", "conf", home=home)
+    assert code == 0, err_text
+    assert oidc_provider.client_secret not in out_text
+    before = oidc_provider.stats()["revocation"]
+    code, out_text, err_text = await _cli("logout", "conf", home=home)
+    assert code == 0, err_text
+    assert "revoked at the provider" in out_text
+    assert oidc_provider.stats()["revocation"] == before + 1
+    assert not kept.exists()
