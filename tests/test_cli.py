@@ -64,8 +64,10 @@ def test_token_without_login(tmp_path: Path, capsys: pytest.CaptureFixture[str])
             "--client-secret-stdin needs --client-id",
         ),
         (
-            ["login", "--resource", "https://r.example", "--client-id", "c"]
-            + ["--client-secret-stdin", "--paste"],
+            [
+                *("login", "--resource", "https://r.example", "--client-id", "c"),
+                *("--client-secret-stdin", "--paste"),
+            ],
             "both read standard input",
         ),
         (
