@@ -70,6 +70,14 @@ def test_token_without_login(tmp_path: Path, capsys: pytest.CaptureFixture[str])
             ],
             "both read standard input",
         ),
+        (["login", "--client-metadata-url", "https://a/c.json"], "goes with --resource"),
+        (
+            [
+                *("login", "--resource", "https://r.example", "--client-id", "c"),
+                *("--client-metadata-url", "https://a/c.json"),
+            ],
+            "give it or --client-id, not both",
+        ),
         (
             ["login", "--resource", "https://mcp.example/mcp", "--api-key"],
             "--api-key is ChatGPT's token exchange",

@@ -74,6 +74,13 @@ async def test_a_registration_asks_only_for_the_servers_own_scopes() -> None:
 
 
 @respx.mock
+async def test_a_metadata_document_nobody_accepts_and_no_registration_say_what_to_do() -> None:
+    serve(respx.mock)
+    with pytest.raises(RegistrationError, match="accepts neither Client ID Metadata Documents"):
+        await provider_for_resource(RESOURCE, client_metadata_url="https://app.example/c.json")
+
+
+@respx.mock
 async def test_no_way_to_a_client_id_says_to_pass_one() -> None:
     serve(respx.mock)
     with pytest.raises(

@@ -67,6 +67,12 @@ def add_login_arguments(login: argparse.ArgumentParser) -> None:
         "--client-id", help="your client's id at --issuer (or at --resource's server)"
     )
     login.add_argument(
+        "--client-metadata-url",
+        metavar="URL",
+        help="with --resource: your Client ID Metadata Document (an https URL used as the "
+        "client id where the server accepts those; else a client is registered)",
+    )
+    login.add_argument(
         "--client-secret-stdin",
         action="store_true",
         help="read the client's secret from standard input (one line), for providers whose "
@@ -118,6 +124,10 @@ def check_login_usage(parser: argparse.ArgumentParser, args: argparse.Namespace)
             f"give a stored login's NAME ({args.target}) or --issuer/--client-id, not both "
             "(name a new login with --name)"
         )
+    if args.client_metadata_url and not args.resource:
+        parser.error("--client-metadata-url goes with --resource")
+    if args.client_metadata_url and args.client_id:
+        parser.error("--client-metadata-url is a client id: give it or --client-id, not both")
     if args.client_secret_stdin and not args.client_id:
         parser.error("--client-secret-stdin needs --client-id (the secret is that client's)")
     if args.client_secret_stdin and args.paste:
@@ -160,6 +170,7 @@ async def _resource_provider(args: argparse.Namespace, home: Path) -> ProviderCo
         args.resource,
         client_id=args.client_id,
         client_secret=args.client_secret,
+        client_metadata_url=args.client_metadata_url,
         scopes=tuple(args.scope) if args.scope else None,
         name=name,
         registration=saved,

@@ -223,13 +223,22 @@ async def provider_for_resource(
     if client_id is None and registration is not None:
         client_id, client_secret = registration.client_id, registration.client_secret
         made = registration
-    elif client_id is None and client_metadata_url is not None:
-        if found.server.get("client_id_metadata_document_supported") is not True:
-            raise RegistrationError(
-                f"{found.issuer} does not accept Client ID Metadata Documents; pass a client "
-                "id (--client-id) or let it register one"
-            )
+    elif (
+        client_id is None
+        and client_metadata_url is not None
+        and found.server.get("client_id_metadata_document_supported") is True
+    ):
+        require_endpoint_url(client_metadata_url, what="client_metadata_url")
         client_id = client_metadata_url
+    elif (
+        client_id is None
+        and client_metadata_url is not None
+        and not isinstance(found.server.get("registration_endpoint"), str)
+    ):
+        raise RegistrationError(
+            f"{found.issuer} accepts neither Client ID Metadata Documents nor dynamic "
+            "registration; register a client with it and pass its id (--client-id)"
+        )
     elif client_id is None:
         endpoint = found.server.get("registration_endpoint")
         if not isinstance(endpoint, str):

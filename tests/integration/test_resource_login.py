@@ -19,7 +19,6 @@ from tests.support.resource_server import ResourceServer
 from vandamme_oauth import (
     DiscoveryError,
     InMemoryAuthStorage,
-    RegistrationError,
     TokenManager,
     provider_for_resource,
 )
@@ -127,16 +126,17 @@ async def test_an_authorization_server_named_with_a_root_slash_is_the_same_serve
             await provider_for_resource(resource.resource)
 
 
-async def test_a_client_metadata_document_the_server_does_not_accept_is_refused(
+async def test_a_client_metadata_document_the_server_does_not_accept_gives_way_to_registration(
     oidc_provider: RunningProvider,
 ) -> None:
     """A Client ID Metadata Document URL, at a server that does not advertise support for
-    them: one error naming what to do instead."""
+    them: the next way in the order, a registration, is taken."""
     async with ResourceServer(oidc_provider.issuer).running() as resource:
-        with pytest.raises(RegistrationError, match="does not accept Client ID Metadata"):
-            await provider_for_resource(
-                resource.resource, client_metadata_url="https://app.example/client.json"
-            )
+        provider, registration = await provider_for_resource(
+            resource.resource, client_metadata_url="https://app.example/client.json"
+        )
+    assert registration is not None
+    assert provider.client_id == registration.client_id
 
 
 async def test_the_cli_logs_in_to_a_resource_and_serves_its_token(
