@@ -25,7 +25,13 @@ import anyio.to_thread
 
 from ._cli_common import login_command, make_storage, progress, say, where
 from ._device import DeviceCode, DeviceFlow
-from ._exceptions import NotAuthenticatedError, OAuthError, StorageError, ValidationError
+from ._exceptions import (
+    NotAuthenticatedError,
+    OAuthError,
+    StorageError,
+    TokenEndpointError,
+    ValidationError,
+)
 from ._flow import OAuthFlow
 from ._headless import headless_reason
 from ._login import login_name
@@ -178,7 +184,24 @@ async def _resource_provider(args: argparse.Namespace, home: Path) -> ProviderCo
     if registration is not None and registration is not saved:
         await save_registration(home, name, registration)
         say(f"Registered the client {registration.client_id} at {provider.issuer}.")
+    args.reused_registration = registration is not None and registration is saved
     return provider
+
+
+async def _register_again(home: Path, provider: ProviderConfig) -> ProviderConfig:
+    """The server answered ``invalid_client`` to a client registered for this login before
+    (it forgot it): register once more, keep the new registration, and return the provider."""
+    assert provider.resource is not None  # noqa: S101 - only resource logins reuse clients
+    new, registration = await provider_for_resource(
+        provider.resource, scopes=provider.scopes, name=provider.name
+    )
+    assert registration is not None  # noqa: S101 - no client id was given: one was registered
+    await save_registration(home, provider.name, registration)
+    say(
+        f"{provider.issuer} no longer knows the client {provider.client_id}; registered "
+        f"{registration.client_id} instead. Sign in once more."
+    )
+    return new
 
 
 async def _client_secret(args: argparse.Namespace) -> str | None:
@@ -252,6 +275,7 @@ async def _chosen_provider(args: argparse.Namespace, home: Path) -> ProviderConf
             if made is not None and made is not registration:
                 await save_registration(home, target, made)
                 say(f"Registered the client {made.client_id} at {provider.issuer} again.")
+            args.reused_registration = made is registration
         if scopes:
             provider = provider.replace(scopes=scopes)
         if args.form_post:
@@ -423,10 +447,13 @@ async def login(args: argparse.Namespace, home: Path) -> int:
     previous, previous_provider = await _previous(storage, home, provider.name)
     # The flows store the provider profile (no secrets) and then the tokens, so a login
     # is complete or absent: never tokens that `token` and `logout` cannot use.
-    if args.device:
-        auth = await _device_login(provider, storage)
-    else:
-        auth = await _browser_login(args, provider, storage)
+    try:
+        auth = await _sign_in(args, provider, storage)
+    except TokenEndpointError as exc:
+        if exc.error != "invalid_client" or not getattr(args, "reused_registration", False):
+            raise
+        provider = await _register_again(home, provider)
+        auth = await _sign_in(args, provider, storage)
     who = auth.email or auth.account_id or "unknown account"
     print(f"Logged in to {provider.name} as {who}. Tokens stored in {where(storage)}.", flush=True)
     if previous is not None:
@@ -434,6 +461,14 @@ async def login(args: argparse.Namespace, home: Path) -> int:
     if args.api_key:
         await _add_api_key(provider, storage, auth)
     return 0
+
+
+async def _sign_in(
+    args: argparse.Namespace, provider: ProviderConfig, storage: AuthStorage
+) -> AuthData:
+    if args.device:
+        return await _device_login(provider, storage)
+    return await _browser_login(args, provider, storage)
 
 
 async def _add_api_key(provider: ProviderConfig, storage: AuthStorage, auth: AuthData) -> None:

@@ -5,6 +5,7 @@ refresh, and the resource accepting the token before and after a refresh."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import TYPE_CHECKING
 
@@ -13,9 +14,10 @@ import jwt
 import pytest
 
 from tests.integration.conftest import scripted_login
-from tests.integration.test_cli import _cli, _cli_login
+from tests.integration.test_cli import _cli, _cli_login, _spawn_cli
 from tests.support.provider import RunningProvider
 from tests.support.resource_server import ResourceServer
+from tests.support.user_agent import run_browser
 from vandamme_oauth import (
     DiscoveryError,
     InMemoryAuthStorage,
@@ -184,3 +186,48 @@ async def test_the_cli_refuses_resource_with_issuer(tmp_path: Path) -> None:
     )
     assert code == 2
     assert "--resource finds its own issuer" in err
+
+
+async def test_a_client_forgotten_during_the_login_is_registered_again_once(
+    oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """`login files` reuses its registration; the provider forgets that client between the
+    browser's consent and the code exchange (its exchange answers invalid_client): the CLI
+    registers once more, asks for one more sign-in, and stores the login."""
+    home = tmp_path / "home"
+    async with ResourceServer(oidc_provider.issuer).running() as resource:
+        code, _, err = await _cli_login(
+            oidc_provider, home, "--resource", resource.resource, "--name", "files"
+        )
+        assert code == 0, err
+        old = json.loads((home / "files.registration").read_text())
+        process = await _spawn_cli("login", "files", "--no-browser", "--timeout", "60", home=home)
+        first = await _printed_url(process)
+        consented = await run_browser(first, follow_callback=False)
+        async with httpx.AsyncClient(trust_env=False) as admin:
+            deleted = await admin.delete(
+                old["registration_client_uri"],
+                headers={"Authorization": f"Bearer {old['registration_access_token']}"},
+            )
+            assert deleted.status_code == 204
+            await admin.get(consented.callback_url)
+        second = await _printed_url(process)
+        await run_browser(second)
+        _, err_bytes = await asyncio.wait_for(process.communicate(), timeout=60)
+        assert process.returncode == 0, err_bytes.decode()
+        assert "no longer knows the client" in err_bytes.decode()
+        new = json.loads((home / "files.registration").read_text())
+        assert new["client_id"] != old["client_id"]
+        code, out_text, err = await _cli("token", "files", home=home)
+        assert code == 0, err
+        assert (await call(resource, out_text.strip().splitlines()[-1])).status_code == 200
+
+
+async def _printed_url(process: asyncio.subprocess.Process) -> str:
+    """The next authorization URL the CLI prints."""
+    assert process.stdout is not None
+    while True:
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        assert line, "the CLI exited before printing a URL"
+        if line.strip().startswith("http"):
+            return line.strip()
