@@ -340,3 +340,34 @@ async def test_a_token_rejected_right_after_its_refresh_waits_for_the_rate_floor
         clock.advance(0.75)
         assert await m.get_access_token() == "AT2"
     assert endpoint.calls == 2
+
+
+async def test_a_refresh_started_again_from_inside_its_first_step_is_the_same_refresh(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """The refresh task's first step may run inside the call that starts it (Python 3.12+
+    starts it eagerly): a start asked for meanwhile (here: from the storage read the task
+    makes) joins it instead of making a second task and a second request."""
+    started: list[object] = []
+
+    class Reentrant(InMemoryAuthStorage):
+        async def read_auth(self) -> AuthData | None:
+            if not started:
+                started.append(object())
+                m._start_refresh()
+            return await super().read_auth()
+
+    storage = Reentrant(login(clock, expires_in=-1))
+    async with no_watch_manager(storage, clock, http) as m:
+        endpoint.gate.clear()
+        call = asyncio.ensure_future(m.get_access_token())
+        await endpoint.arrived.wait()
+        refreshes = [
+            t for t in asyncio.all_tasks() if t.get_name().startswith("vandamme-oauth refresh")
+        ]
+        assert len(refreshes) == 1
+        assert refreshes[0] is m._task
+        endpoint.gate.set()
+        assert await call == "AT1"
+        await settled(m)
+    assert endpoint.calls == 1
