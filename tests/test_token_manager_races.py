@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.support.managers import login, no_watch_manager, settled, state
+from tests.support.managers import login, manager, no_watch_manager, settled, state
 from tests.test_protocol import GENERIC
 from vandamme_oauth import (
     AuthData,
@@ -30,7 +30,7 @@ from vandamme_oauth import (
 from vandamme_oauth._endpoints import DEFAULT_MAX_REFRESHES, endpoint_for
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator, AsyncIterator
 
     from tests.conftest import FakeClock
     from tests.support.managers import FakeTokenEndpoint
@@ -371,3 +371,27 @@ async def test_a_refresh_started_again_from_inside_its_first_step_is_the_same_re
         assert await call == "AT1"
         await settled(m)
     assert endpoint.calls == 1
+
+
+async def test_aclose_does_not_wait_for_ever_on_a_watcher_that_ignores_its_cancellation(
+    clock: FakeClock, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A storage client that swallows the watcher's cancellation: aclose() still returns,
+    after close_timeout, and says so."""
+    release = asyncio.Event()
+
+    class Stubborn(InMemoryAuthStorage):
+        async def changes(self, *, interval: float = 0.5) -> AsyncGenerator[None, None]:
+            while not release.is_set():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await release.wait()
+            yield
+
+    m = manager(Stubborn(login(clock)), clock, http, close_timeout=0.01)
+    async with m:
+        assert await m.get_access_token() == "AT0"
+        watcher = m._watcher
+        assert watcher is not None
+    assert "the storage watcher did not stop within 0.01 s" in caplog.text
+    release.set()
+    await asyncio.wait({watcher})

@@ -264,7 +264,9 @@ class TokenManager(AsyncClosing):
         watcher, self._watcher = self._watcher, None
         if watcher is not None:
             watcher.cancel()
-            await asyncio.wait({watcher})
+            _, stuck = await asyncio.wait({watcher}, timeout=self.close_timeout)
+            if stuck:  # a storage client swallowed the cancellation: do not wait for ever
+                log.warning("the storage watcher did not stop within %g s", self.close_timeout)
         task = self._task
         if task is not None:
             _, pending = await asyncio.wait({task}, timeout=self.close_timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import uuid
@@ -657,6 +658,40 @@ async def test_a_cancelled_watcher_stops_and_leaves_its_channel(
         assert watcher.cancelled()
         assert hub.channels == 0
         assert hub._reader is None
+
+
+async def test_a_cancellation_swallowed_inside_a_command_still_stops_the_watcher(
+    pair: tuple[RedisAuthStorage, RedisAuthStorage],
+) -> None:
+    """redis-py may swallow a cancellation inside a command and answer as usual: a watcher
+    cancelled while it looks at the version still stops, instead of waiting for a message
+    for ever (a manager's aclose() would hang on it)."""
+    a, b = pair
+    listening, looking = asyncio.Event(), asyncio.Event()
+    version = a._version
+    looks = 0
+
+    async def swallowing() -> tuple[int, object] | None:
+        nonlocal looks
+        looks += 1
+        if looks == 2:  # the look its confirmed subscription makes: it listens
+            listening.set()
+        if looks == 3:  # the look after b's write
+            looking.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+            return None
+        return await version()
+
+    a._version = swallowing  # type: ignore[method-assign]
+    watcher = asyncio.ensure_future(anext(a.changes()))
+    async with asyncio.timeout(10):  # a hang guard
+        await listening.wait()
+        await b.write_auth(LOGIN)
+        await looking.wait()
+        watcher.cancel()
+        await asyncio.wait({watcher})
+    assert watcher.cancelled()
 
 
 async def test_a_waiter_cancelled_leaves_the_holders_lock_alone(

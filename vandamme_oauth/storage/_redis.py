@@ -363,6 +363,9 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
         last = await self._version()
         async with hub_for(self._client).listening(self.channel) as woken:
             while True:
+                # redis-py may swallow a cancellation inside a command (it then answers or
+                # fails as usual): honour it here, or a stopped watcher waits for ever.
+                _check_cancelled()
                 await woken.wait()
                 woken.clear()
                 current = await self._version()
