@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._challenges import Challenge, bearer_challenge
 from .._exceptions import InsufficientScopeError, NotAuthenticatedError, ValidationError
-from ._common import apply_headers
+from ._common import DEFAULT, apply_headers, header_builder
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Mapping
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from .._login import AuthData
     from .._token_manager import TokenManager
 
-__all__ = ["LoginHook", "LoginNeeded", "bearer_flow"]
+__all__ = ["BearerAuth", "LoginHook", "LoginNeeded", "bearer_flow"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +127,42 @@ async def bearer_flow(
     manager.report_unauthorized(auth.access_token)  # take the new login from storage
     apply_headers(request.headers, headers(await manager.get_auth_data()))
     yield request
+
+
+class BearerAuth:
+    """What the httpx and httpx2 ``TokenManagerAuth`` classes share; each subclasses it with
+    its library's ``Auth`` and says which request bodies can be sent again.
+
+    Args:
+        manager: The token manager to ask for tokens.
+        account_header: Header carrying the account id. Default: for the ChatGPT provider,
+            ChatGPT's backend headers (`vandamme_oauth.providers.chatgpt.backend_headers`);
+            for others, none. Naming a header (or ``None``) sends only ``Authorization``
+            and that header.
+        login: ``async def login(needed: LoginNeeded) -> None``, run when a resource asks
+            for a login or for more scopes (at most once per request); without it those
+            raise `NotAuthenticatedError` / `InsufficientScopeError` naming the command.
+    """
+
+    requires_request_body = False
+    requires_response_body = False
+
+    def __init__(
+        self,
+        manager: TokenManager,
+        *,
+        account_header: str | object | None = DEFAULT,
+        login: LoginHook | None = None,
+    ) -> None:
+        self._manager = manager
+        self._headers = header_builder(manager, account_header)
+        self._login = login
+
+    def sync_auth_flow(self, request: Any) -> Any:
+        """Not supported: tokens come from an async manager."""
+        raise RuntimeError(
+            "TokenManagerAuth only works with an AsyncClient (the token manager is async)"
+        )
+
+    def _flow(self, request: Any, replayable: Callable[[Any], bool]) -> AsyncGenerator[Any, Any]:
+        return bearer_flow(self._manager, request, self._headers, replayable, self._login)

@@ -24,63 +24,25 @@ from typing import TYPE_CHECKING
 
 import httpx2
 
-from ._bearer_flow import LoginHook, LoginNeeded, bearer_flow
-from ._common import DEFAULT, header_builder
+from ._bearer_flow import BearerAuth, LoginHook, LoginNeeded
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Generator
-
-    from .._token_manager import TokenManager
+    from collections.abc import AsyncGenerator
 
 __all__ = ["LoginHook", "LoginNeeded", "TokenManagerAuth"]
 
 
-class TokenManagerAuth(httpx2.Auth):
-    """Bearer auth from a TokenManager, with one refresh-and-retry on 401.
+class TokenManagerAuth(BearerAuth, httpx2.Auth):
+    """Bearer auth from a TokenManager for ``httpx2.AsyncClient``, with one refresh-and-retry
+    on 401 and a resource's login or step-up through the ``login`` hook (see `BearerAuth`
+    in `vandamme_oauth.integrations._bearer_flow` for the arguments)."""
 
-    Args:
-        manager: The token manager to ask for tokens.
-        account_header: Header carrying the account id. Default: for the ChatGPT provider,
-            ChatGPT's backend headers (`vandamme_oauth.providers.chatgpt.backend_headers`);
-            for others, none. Naming a header (or ``None``) sends only ``Authorization``
-            and that header.
-        login: ``async def login(needed: LoginNeeded) -> None``, run when a resource asks
-            for a login or for more scopes (at most once per request); without it those
-            raise `NotAuthenticatedError` / `InsufficientScopeError` naming the command.
-    """
-
-    requires_request_body = False
-    requires_response_body = False
-
-    def __init__(
-        self,
-        manager: TokenManager,
-        *,
-        account_header: str | object | None = DEFAULT,
-        login: LoginHook | None = None,
-    ):
-        self._manager = manager
-        self._headers = header_builder(manager, account_header)
-        self._login = login
-
-    def sync_auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response]:
-        """Not supported: tokens come from an async manager."""
-        raise RuntimeError(
-            "TokenManagerAuth only works with httpx2.AsyncClient (the token manager is async)"
-        )
-
-    async def async_auth_flow(
+    def async_auth_flow(
         self, request: httpx2.Request
     ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
-        flow = bearer_flow(self._manager, request, self._headers, _replayable, self._login)
-        response: httpx2.Response | None = None
-        while True:
-            try:
-                sent = await flow.asend(response)
-            except StopAsyncIteration:
-                return
-            response = yield sent
+        return self._flow(request, _replayable)
 
 
 def _replayable(request: httpx2.Request) -> bool:
+    """A body held in memory (not a stream already consumed) can be sent again."""
     return isinstance(request.stream, httpx2.ByteStream)
