@@ -50,7 +50,7 @@ from ._base import (
     Watchable,
     parse_stored,
 )
-from ._redis_hub import hub_for, release_client, shared_client
+from ._redis_hub import close_hub, hub_for, release_client, shared_client
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator
@@ -230,6 +230,7 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
             if self._shared_client:
                 await release_client(self._client)
             else:
+                await close_hub(self._client)
                 await self._client.aclose()
 
     def _error(self, exc: Exception, doing: str) -> StorageError:
@@ -443,6 +444,7 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
         # for a release published before our subscription was confirmed).
         async with hub_for(self._client).listening(self.channel) as woken:
             while not await self._try_acquire(token, ttl_ms):
+                _check_cancelled()  # redis-py may have swallowed it (see changes())
                 waited = time.monotonic() - started
                 if waited > self.lock_timeout:
                     raise StorageError(
@@ -455,6 +457,7 @@ class RedisAuthStorage(Watchable, ConditionalWrite, LockedClear, KnowsLogouts):
                         min(_WAKE_FALLBACK, self.lock_timeout - waited + 0.001)
                     ):
                         await woken.wait()
+                _check_cancelled()
         log.debug(
             "redis lock acquired",
             extra={"key": self.lock_key, "waited_s": time.monotonic() - started},

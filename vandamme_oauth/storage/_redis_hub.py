@@ -147,6 +147,16 @@ class Hub:
             leave = pubsub.sunsubscribe if self._sharded else pubsub.unsubscribe
             _in_background(_quietly(leave(channel)))
 
+    async def aclose(self) -> None:
+        """Stop reading and close the pub/sub connection (the client is closing)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.cancel()
+            await asyncio.wait({reader})
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await _close(pubsub)
+
     async def _reconnect(self) -> None:
         """A new connection subscribed to every channel listened to; each listener is
         woken (by the confirmations) to look at its login's version."""
@@ -223,6 +233,15 @@ def hub_for(client: aioredis.Redis | aioredis.RedisCluster) -> Hub:
     return found
 
 
+async def close_hub(client: aioredis.Redis | aioredis.RedisCluster) -> None:
+    """Close ``client``'s hub and what it closes in the background, before the client."""
+    hub = _HUBS.pop(client, None)
+    if hub is not None:
+        await hub.aclose()
+    if _BACKGROUND:
+        await asyncio.wait(set(_BACKGROUND))
+
+
 class _Shared:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
@@ -266,6 +285,8 @@ async def release_client(client: aioredis.Redis | aioredis.RedisCluster) -> None
             shared.users -= 1
             if shared.users <= 0:
                 del clients[key]
+                await close_hub(client)
                 await client.aclose()
             return
-    await client.aclose()  # pragma: no cover - a shared client used from another loop
+    await close_hub(client)  # pragma: no cover - a shared client used from another loop
+    await client.aclose()  # pragma: no cover
