@@ -103,3 +103,14 @@ async def test_without_a_challenge_the_well_known_metadata_is_still_found() -> N
     serve(respx.mock, challenge=False)
     provider, _ = await provider_for_resource(RESOURCE, client_id="mine")
     assert provider.scopes == ()
+
+
+@respx.mock
+async def test_an_unreachable_resource_is_one_line_saying_so() -> None:
+    respx.get(RESOURCE).mock(side_effect=httpx.ConnectError("All connection attempts failed"))
+    with pytest.raises(DiscoveryError) as caught:
+        await provider_for_resource(RESOURCE)
+    assert str(caught.value) == (
+        f"cannot reach the resource {RESOURCE} (ConnectError: All connection attempts "
+        "failed); check the URL and your network"
+    )

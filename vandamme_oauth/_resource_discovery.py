@@ -77,7 +77,11 @@ async def discover_resource(
                 client, "GET", resource, idempotent=True, policy=RetryPolicy(attempts=2)
             )
         except NetworkError as exc:
-            raise DiscoveryError(f"cannot reach the resource {resource}: {exc}") from exc
+            cause = exc.__cause__
+            detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(exc)
+            raise DiscoveryError(
+                f"cannot reach the resource {resource} ({detail}); check the URL and your network"
+            ) from exc
         challenge = None
         if response.status_code in (401, 403):
             challenge = bearer_challenge(response.headers.get_list("www-authenticate"))
