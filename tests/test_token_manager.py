@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.managers import (
     FakeTokenEndpoint,
+    PlainStorage,
     answer_with_expires_in,
     assert_rotated_once,
     login,
@@ -677,28 +678,7 @@ async def test_polling_watcher_for_backends_that_cannot_notify(
 ) -> None:
     """A storage without changes() is polled with read_auth(); its new login is adopted."""
 
-    class Plain:
-        """An AuthStorage with no changes(): only the protocol."""
-
-        def __init__(self) -> None:
-            self.inner = InMemoryAuthStorage(login(clock))
-
-        async def read_auth(self) -> AuthData | None:
-            return await self.inner.read_auth()
-
-        async def write_auth(self, data: AuthData) -> None:
-            await self.inner.write_auth(data)
-
-        async def clear_auth(self) -> None:
-            await self.inner.clear_auth()
-
-        async def is_authenticated(self) -> bool:
-            return await self.inner.is_authenticated()
-
-        def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
-            return self.inner.lock()
-
-    storage = Plain()
+    storage = PlainStorage(login(clock))
     async with manager(storage, clock, http, watch_interval=0.01) as m:
         assert await m.get_access_token() == "AT0"
         adopted = watch_adoptions(m)

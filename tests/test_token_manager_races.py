@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from tests.support.managers import login, manager, no_watch_manager, settled, state
+from tests.support.managers import (
+    PlainStorage,
+    login,
+    manager,
+    no_watch_manager,
+    settled,
+    state,
+)
 from tests.test_protocol import GENERIC
 from vandamme_oauth import (
     AuthData,
@@ -91,28 +98,6 @@ class MarkedStorage(InMemoryAuthStorage):
         self.lock_asked.set()
         async with super().lock():
             yield
-
-
-class PlainStorage:
-    """An AuthStorage with only the five required methods (no compare-and-swap)."""
-
-    def __init__(self, initial: AuthData) -> None:
-        self.inner = InMemoryAuthStorage(initial)
-
-    async def read_auth(self) -> AuthData | None:
-        return await self.inner.read_auth()
-
-    async def write_auth(self, data: AuthData) -> None:
-        await self.inner.write_auth(data)
-
-    async def clear_auth(self) -> None:
-        await self.inner.clear_auth()
-
-    async def is_authenticated(self) -> bool:
-        return await self.inner.is_authenticated()
-
-    def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
-        return self.inner.lock()
 
 
 def theirs(clock: FakeClock) -> AuthData:

@@ -5,12 +5,13 @@ manager's own tasks."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from tests.test_protocol import GENERIC
-from vandamme_oauth import AuthData, ManagerState, RetryPolicy, TokenManager
+from vandamme_oauth import AuthData, InMemoryAuthStorage, ManagerState, RetryPolicy, TokenManager
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Coroutine
@@ -46,6 +47,28 @@ class FakeTokenEndpoint:
         return httpx.Response(
             200, json={"access_token": f"AT{n}", "refresh_token": f"RT{n}", "expires_in": 3600}
         )
+
+
+class PlainStorage:
+    """An AuthStorage with only the five required methods (no compare-and-swap)."""
+
+    def __init__(self, initial: AuthData) -> None:
+        self.inner = InMemoryAuthStorage(initial)
+
+    async def read_auth(self) -> AuthData | None:
+        return await self.inner.read_auth()
+
+    async def write_auth(self, data: AuthData) -> None:
+        await self.inner.write_auth(data)
+
+    async def clear_auth(self) -> None:
+        await self.inner.clear_auth()
+
+    async def is_authenticated(self) -> bool:
+        return await self.inner.is_authenticated()
+
+    def lock(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return self.inner.lock()
 
 
 def login(clock: FakeClock, *, expires_in: float = 3600, token: str = "AT0") -> AuthData:
