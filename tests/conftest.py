@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 import httpx
@@ -12,6 +13,11 @@ from tests.support.managers import FakeTokenEndpoint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+
+# No test, and no CLI a test starts, touches the keyring of the machine it runs on: keyring's
+# "null" backend is no keyring to the library (secrets stay in files). Tests of the keyring
+# name their own backend.
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"
 
 
 class FakeClock:

@@ -61,6 +61,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "storage._home_watch",
         "storage._filesystem",
         "storage._keyring",
+        "_secrets",
         "storage._redis_hub",
         "storage._redis",
     ),

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from vandamme_oauth import Registration, RegistrationError
-from vandamme_oauth._registration import parse_registration, registration_request
+from vandamme_oauth._registration import DEVICE_GRANT, parse_registration, registration_request
 
 ENDPOINT = "https://as.example/register"
 
@@ -78,3 +78,25 @@ def test_refusals_and_unusable_answers_say_what_to_do(status: int, body: bytes, 
         parse_registration(ENDPOINT, status, body)
     assert says in str(caught.value)
     assert "\n" not in str(caught.value)
+
+
+def test_a_device_login_asks_for_the_device_grant_too() -> None:
+    request = registration_request(["http://127.0.0.1/cb"], (), device=True)
+    assert request["grant_types"] == [
+        "authorization_code",
+        "refresh_token",
+        "urn:ietf:params:oauth:grant-type:device_code",
+    ]
+
+
+def test_the_registered_grants_are_read_and_an_unknown_list_allows_all() -> None:
+    body = json.dumps({"client_id": "c3", "grant_types": ["authorization_code", 7]}).encode()
+    registration = parse_registration(ENDPOINT, 201, body)
+    assert registration.grant_types == ("authorization_code",)
+    assert registration.allows("authorization_code")
+    assert not registration.allows(DEVICE_GRANT)
+    unknown = parse_registration(ENDPOINT, 201, json.dumps({"client_id": "c4"}).encode())
+    assert unknown.grant_types is None
+    assert unknown.allows(DEVICE_GRANT)
+    assert unknown.to_dict()["grant_types"] is None
+    assert registration.to_dict()["grant_types"] == ["authorization_code"]

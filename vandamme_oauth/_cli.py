@@ -16,11 +16,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ._cli_common import login_command, make_storage, pick_name, provider_for
+from ._cli_common import login_command, make_storage, pick_name, provider_for, say
 from ._cli_login import add_login_arguments, login
 from ._cli_status import add_status_arguments, status
 from ._exceptions import NotAuthenticatedError, OAuthError, ReauthenticationRequired
 from ._profiles import delete_provider
+from ._secrets import SERVICE
 from ._token_client import TokenClient
 from ._token_manager import TokenManager
 from .storage._base import log_out
@@ -118,7 +119,12 @@ async def _logout(args: argparse.Namespace, home: Path) -> int:
             note = f"revocation FAILED ({exc}); the tokens may stay valid until they expire"
 
     await log_out(storage, revoke)
-    await delete_provider(home, name)
+    kept = await delete_provider(home, name)
+    if kept is not None:
+        say(
+            f"The client secret of {name} stays in the OS keyring ({kept}); delete it "
+            f"there: keyring del {SERVICE} {name}:client"
+        )
     print(f"Logged out of {name}: local tokens deleted; {note}.")
     return 0
 

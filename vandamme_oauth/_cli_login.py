@@ -180,23 +180,26 @@ async def _resource_provider(args: argparse.Namespace, home: Path) -> ProviderCo
         scopes=tuple(args.scope) if args.scope else None,
         name=name,
         registration=saved,
+        device=args.device,
     )
     if registration is not None and registration is not saved:
-        await save_registration(home, name, registration)
+        await save_registration(home, name, registration, on_fallback=say)
         say(f"Registered the client {registration.client_id} at {provider.issuer}.")
     args.reused_registration = registration is not None and registration is saved
     return provider
 
 
-async def _register_again(home: Path, provider: ProviderConfig) -> ProviderConfig:
+async def _register_again(
+    home: Path, provider: ProviderConfig, *, device: bool = False
+) -> ProviderConfig:
     """The server answered ``invalid_client`` to a client registered for this login before
     (it forgot it): register once more, keep the new registration, and return the provider."""
     assert provider.resource is not None  # noqa: S101 - only resource logins reuse clients
     new, registration = await provider_for_resource(
-        provider.resource, scopes=provider.scopes, name=provider.name
+        provider.resource, scopes=provider.scopes, name=provider.name, device=device
     )
     assert registration is not None  # noqa: S101 - no client id was given: one was registered
-    await save_registration(home, provider.name, registration)
+    await save_registration(home, provider.name, registration, on_fallback=say)
     say(
         f"{provider.issuer} no longer knows the client {provider.client_id}; registered "
         f"{registration.client_id} instead. Sign in once more."
@@ -225,7 +228,7 @@ async def _keep_secret(home: Path, provider: ProviderConfig) -> None:
             client_secret=provider.client_secret,
             token_endpoint_auth_method=provider.token_endpoint_auth_method,
         )
-        await save_registration(home, provider.name, kept)
+        await save_registration(home, provider.name, kept, on_fallback=say)
 
 
 async def _provider(args: argparse.Namespace, home: Path) -> ProviderConfig:
@@ -271,9 +274,10 @@ async def _chosen_provider(args: argparse.Namespace, home: Path) -> ProviderConf
                 scopes=scopes or saved.scopes,
                 name=target,
                 registration=registration,
+                device=args.device,
             )
             if made is not None and made is not registration:
-                await save_registration(home, target, made)
+                await save_registration(home, target, made, on_fallback=say)
                 say(f"Registered the client {made.client_id} at {provider.issuer} again.")
             args.reused_registration = made is registration
         if scopes:
@@ -452,7 +456,7 @@ async def login(args: argparse.Namespace, home: Path) -> int:
     except TokenEndpointError as exc:
         if exc.error != "invalid_client" or not getattr(args, "reused_registration", False):
             raise
-        provider = await _register_again(home, provider)
+        provider = await _register_again(home, provider, device=args.device)
         auth = await _sign_in(args, provider, storage)
     who = auth.email or auth.account_id or "unknown account"
     print(f"Logged in to {provider.name} as {who}. Tokens stored in {where(storage)}.", flush=True)

@@ -2,14 +2,16 @@
 
 The login flows store the provider of each login they make (through the storage's
 ``remember_provider``), so ``status``, ``token`` and ``logout`` know the endpoints without
-discovering them again. Files hold no secrets but are still 0600.
+discovering them again. Provider files hold no secrets but are still 0600; a registration's
+secrets go to the OS keyring when there is one, else into its 0600 ``{name}.registration``
+file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio.to_thread
 
@@ -17,11 +19,12 @@ from ._exceptions import NotAuthenticatedError, StorageError, ValidationError
 from ._login import login_name
 from ._provider import ProviderConfig
 from ._registration import Registration
+from ._secrets import KeyringUnusable, delete_secrets, os_keyring, read_secrets, store_secrets
 from .storage._filesystem import FileSystemAuthStorage
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from pathlib import Path
 
 __all__ = [
@@ -41,6 +44,10 @@ def _registration_path(home: Path, name: str) -> Path:
     return home / f"{name}.registration"
 
 
+#: The secrets a registration holds: in the OS keyring when there is one, else in its file.
+_SECRETS = ("client_secret", "registration_access_token")
+
+
 def _load_registration_sync(home: Path, name: str) -> Registration | None:
     path = _registration_path(home, name)
     try:
@@ -51,27 +58,65 @@ def _load_registration_sync(home: Path, name: str) -> Registration | None:
         raise StorageError(f"cannot read the registration file {path}: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("client_id"), str):
         raise StorageError(f"the registration file {path} holds no client_id")
+    if data.get("secrets") == "keyring":
+        try:
+            secrets = read_secrets(name)
+        except KeyringUnusable as exc:
+            raise StorageError(
+                f"the client secret of login {name!r} is in the OS keyring, which cannot be "
+                f"read now ({exc}); unlock the keyring and run the command again"
+            ) from None
+        data.update({k: v for k, v in secrets.items() if k in _SECRETS})
     known = {f.name for f in dataclasses.fields(Registration)}
-    return Registration(**{k: v for k, v in data.items() if k in known})
+    fields = {k: v for k, v in data.items() if k in known}
+    if isinstance(fields.get("grant_types"), list):
+        fields["grant_types"] = tuple(fields["grant_types"])
+    return Registration(**fields)
 
 
 async def load_registration(home: Path, name: str) -> Registration | None:
-    """The client registered for login ``name`` (RFC 7591), with its secrets, or None."""
+    """The client registered for login ``name`` (RFC 7591), with its secrets, or None.
+
+    Raises:
+        StorageError: the file is unreadable, or its secrets are in a keyring that cannot be
+            read now.
+    """
     return await anyio.to_thread.run_sync(_load_registration_sync, home, name)
 
 
-async def save_registration(home: Path, name: str, registration: Registration) -> None:
-    """Keep the client registered for login ``name`` beside its profile: atomically, in a
-    0600 file in the 0700 home, secrets (client secret, management token) included; never
-    printed by ``status``."""
-    payload = json.dumps(dataclasses.asdict(registration), indent=2).encode()
+async def save_registration(
+    home: Path,
+    name: str,
+    registration: Registration,
+    *,
+    on_fallback: Callable[[str], object] | None = None,
+) -> None:
+    """Keep the client registered for login ``name`` beside its profile, atomically, in a
+    0600 file in the 0700 home; its secrets (client secret, management token) in the OS
+    keyring when there is one (`_secrets`), else in that file; never printed by ``status``.
+    A keyring that is there but fails is told to ``on_fallback`` once, and the file used."""
+    secrets = {k: v for k in _SECRETS if isinstance(v := getattr(registration, k), str)}
     storage = FileSystemAuthStorage(home, name)
+    path = _registration_path(home, name)
 
-    def write() -> None:
+    def write() -> str | None:
+        document: dict[str, Any] = dataclasses.asdict(registration)
+        reason = None
+        backend = os_keyring() if secrets else None
+        if backend is not None:
+            try:
+                store_secrets(backend, name, secrets)
+            except KeyringUnusable as exc:
+                reason = str(exc)
+            else:
+                document = {**registration.to_dict(), "secrets": "keyring"}
         storage._ensure_home()
-        storage._replace_with(payload, _registration_path(home, name))
+        storage._replace_with(json.dumps(document, indent=2).encode(), path)
+        return reason
 
-    await anyio.to_thread.run_sync(write)
+    reason = await anyio.to_thread.run_sync(write)
+    if reason is not None and on_fallback is not None:
+        on_fallback(f"The OS keyring is unusable ({reason}); keeping the client secret in {path}.")
 
 
 def _load_sync(home: Path, name: str, client_secret: str | None) -> ProviderConfig | None:
@@ -96,15 +141,23 @@ def _load_sync(home: Path, name: str, client_secret: str | None) -> ProviderConf
         raise StorageError(f"the provider file {path} is invalid: {exc.message}") from None
 
 
-async def delete_provider(home: Path, name: str) -> None:
-    """Forget the saved provider of login ``name`` and its registration (no error if there
-    is none)."""
+async def delete_provider(home: Path, name: str) -> str | None:
+    """Forget the saved provider of login ``name`` and its registration, secrets included
+    (no error if there is none). None when all is gone; else why the secrets kept in the
+    OS keyring could not be deleted."""
 
-    def delete() -> None:
+    def delete() -> str | None:
+        registration = _registration_path(home, name)
+        try:
+            in_keyring = json.loads(registration.read_text(encoding="utf-8")).get("secrets")
+        except (OSError, ValueError, AttributeError):
+            in_keyring = None
+        reason = delete_secrets(name) if in_keyring == "keyring" else None
         _path(home, name).unlink(missing_ok=True)
-        _registration_path(home, name).unlink(missing_ok=True)
+        registration.unlink(missing_ok=True)
+        return reason
 
-    await anyio.to_thread.run_sync(delete)
+    return await anyio.to_thread.run_sync(delete)
 
 
 async def load_provider(

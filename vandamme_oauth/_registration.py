@@ -12,7 +12,12 @@ from typing import Any
 
 from ._exceptions import RegistrationError
 
-__all__ = ["Registration", "parse_registration", "registration_request"]
+__all__ = [
+    "DEVICE_GRANT",
+    "Registration",
+    "parse_registration",
+    "registration_request",
+]
 
 #: The name a registration gives the client, shown on consent screens.
 CLIENT_NAME = "vandamme-oauth"
@@ -30,6 +35,8 @@ class Registration:
             ``repr``).
         registration_client_uri: The RFC 7592 management URI, if any.
         token_endpoint_auth_method: How the client authenticates at the token endpoint.
+        grant_types: The grants the client may use, as the server registered them (None:
+            not known, for registrations kept before they were recorded).
     """
 
     client_id: str
@@ -38,6 +45,11 @@ class Registration:
     registration_access_token: str | None = field(default=None, repr=False)
     registration_client_uri: str | None = None
     token_endpoint_auth_method: str = "none"  # noqa: S105 - a method's name
+    grant_types: tuple[str, ...] | None = None
+
+    def allows(self, grant_type: str) -> bool:
+        """Whether the client may use ``grant_type`` (assumed when it is not known)."""
+        return self.grant_types is None or grant_type in self.grant_types
 
     def secret_expired(self, now: float | None = None) -> bool:
         """Whether an issued secret has expired (a client without one never expires)."""
@@ -52,19 +64,29 @@ class Registration:
             "client_secret_expires_at": self.client_secret_expires_at,
             "registration_client_uri": self.registration_client_uri,
             "token_endpoint_auth_method": self.token_endpoint_auth_method,
+            "grant_types": None if self.grant_types is None else list(self.grant_types),
         }
 
 
-def registration_request(redirect_uris: list[str], scopes: tuple[str, ...]) -> dict[str, Any]:
+#: The device authorization grant (RFC 8628), registered for logins made with ``--device``.
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+#: The grants every registration asks for.
+BASE_GRANTS = ("authorization_code", "refresh_token")
+
+
+def registration_request(
+    redirect_uris: list[str], scopes: tuple[str, ...], *, device: bool = False
+) -> dict[str, Any]:
     """The metadata of a native public client (RFC 7591 section 2; RFC 8252 loopback
-    redirects, any port): the code and refresh grants, no client authentication. ``scopes``
-    are the ones the server lists itself (a resource's own scopes are not the server's to
-    register: servers refuse them as client metadata)."""
+    redirects, any port): the code and refresh grants (and the device grant for a device
+    login), no client authentication. ``scopes`` are the ones the server lists itself (a
+    resource's own scopes are not the server's to register: servers refuse them as client
+    metadata)."""
     request: dict[str, Any] = {
         "client_name": CLIENT_NAME,
         "application_type": "native",
         "redirect_uris": redirect_uris,
-        "grant_types": ["authorization_code", "refresh_token"],
+        "grant_types": [*BASE_GRANTS, DEVICE_GRANT] if device else list(BASE_GRANTS),
         "response_types": ["code"],
         "token_endpoint_auth_method": "none",
     }
@@ -102,6 +124,7 @@ def parse_registration(endpoint: str, status: int, body: bytes) -> Registration:
     token = payload.get("registration_access_token")
     uri = payload.get("registration_client_uri")
     method = payload.get("token_endpoint_auth_method")
+    grants = payload.get("grant_types")
     return Registration(
         client_id=client_id,
         client_secret=secret if isinstance(secret, str) and secret else None,
@@ -113,4 +136,7 @@ def parse_registration(endpoint: str, status: int, body: bytes) -> Registration:
         token_endpoint_auth_method=method
         if isinstance(method, str)
         else ("client_secret_basic" if isinstance(secret, str) and secret else "none"),
+        grant_types=tuple(g for g in grants if isinstance(g, str))
+        if isinstance(grants, list)
+        else None,
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -23,7 +23,12 @@ from ._exceptions import DiscoveryError, NetworkError, RegistrationError, Valida
 from ._http_client import RetryPolicy, open_http_client, send_with_retries
 from ._login import login_name
 from ._provider import parse_metadata
-from ._registration import Registration, parse_registration, registration_request
+from ._registration import (
+    DEVICE_GRANT,
+    Registration,
+    parse_registration,
+    registration_request,
+)
 from ._resource import (
     ResourceMetadata,
     authorization_server_metadata_urls,
@@ -127,16 +132,19 @@ async def register_client(
     endpoint: str,
     scopes: tuple[str, ...],
     *,
+    device: bool = False,
     http_client: httpx.AsyncClient | None = None,
 ) -> Registration:
-    """Register a native public client at ``endpoint`` (RFC 7591).
+    """Register a native public client at ``endpoint`` (RFC 7591), allowed the device grant
+    too when ``device``.
 
     Raises:
         RegistrationError: refused, or the answer is unusable.
         NetworkError: the server could not be reached.
     """
     require_endpoint_url(endpoint, what="registration_endpoint")
-    body = json.dumps(registration_request([REDIRECT_URI], scopes)).encode()
+    request = registration_request([REDIRECT_URI], scopes, device=device)
+    body = json.dumps(request).encode()
     client = http_client or await open_http_client()
     try:
         response = await send_with_retries(
@@ -153,6 +161,8 @@ async def register_client(
             await client.aclose()
     registration = parse_registration(endpoint, response.status_code, response.content)
     log.info("registered a client", extra={"endpoint": endpoint})
+    if registration.grant_types is None:  # the server did not echo them: what we asked
+        registration = replace(registration, grant_types=tuple(request["grant_types"]))
     return registration
 
 
@@ -191,6 +201,7 @@ async def provider_for_resource(
     registration: Registration | None = None,
     scopes: tuple[str, ...] | None = None,
     name: str | None = None,
+    device: bool = False,
     http_client: httpx.AsyncClient | None = None,
 ) -> tuple[ProviderConfig, Registration | None]:
     """The provider configuration of a login to the resource ``url``, and the registration
@@ -198,7 +209,9 @@ async def provider_for_resource(
     ``client_id``; an earlier ``registration`` (reused unless its secret expired or the
     server no longer knows it, as its RFC 7592 management URI tells); the
     Client ID Metadata Document at ``client_metadata_url`` when the server accepts those;
-    a new RFC 7591 registration.
+    a new RFC 7591 registration. With ``device``, the login is a device login (RFC 8628):
+    a new registration asks for the device grant too, and an earlier one registered without
+    it is replaced.
 
     Raises:
         DiscoveryError: see `discover_resource()`.
@@ -220,6 +233,9 @@ async def provider_for_resource(
     if client_id is None and registration is not None:
         if registration.secret_expired():
             log.info("the registered client's secret expired; registering again")
+            registration = None
+        elif device and not registration.allows(DEVICE_GRANT):
+            log.info("the registered client may not use the device grant; registering again")
             registration = None
         elif not await registration_known(registration, http_client=http_client):
             log.info("the authorization server forgot the registered client; registering again")
@@ -252,7 +268,7 @@ async def provider_for_resource(
             )
         listed = set(server_scopes) if isinstance(server_scopes, list) else set()
         registered = tuple(scope for scope in chosen if scope in listed)
-        made = await register_client(endpoint, registered, http_client=http_client)
+        made = await register_client(endpoint, registered, device=device, http_client=http_client)
         client_id, client_secret = made.client_id, made.client_secret
     if made is not None and made.client_secret is not None:
         told = made.token_endpoint_auth_method

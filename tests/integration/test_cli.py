@@ -10,6 +10,7 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
+from keyrings.alt.file import PlaintextKeyring
 
 from tests.integration.conftest import scripted_login
 from tests.integration.test_fleet import expire
@@ -437,20 +438,31 @@ async def test_an_unreachable_issuer_is_one_line(tmp_path: Path, unused_tcp_port
     )
 
 
+@pytest.mark.parametrize("in_keyring", [False, True], ids=["file", "keyring"])
 async def test_a_client_secret_from_stdin_is_kept_for_later_commands(
-    oidc_provider: RunningProvider, tmp_path: Path
+    oidc_provider: RunningProvider,
+    tmp_path: Path,
+    in_keyring: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """`login --issuer ... --client-id CONFIDENTIAL --client-secret-stdin`: the secret is
-    read from standard input, never printed, kept in a 0600 file; `logout` later revokes
-    with it (the provider refuses revocation without the client's secret)."""
+    read from standard input, never printed, kept in the OS keyring when there is one (else
+    in the 0600 registration file); `logout` later revokes with it (the provider refuses
+    revocation without the client's secret) and forgets it."""
     home = tmp_path / "home"
+    env = {**os.environ, "NO_PROXY": "*"}
+    if in_keyring:  # a keyring the user chose, in a folder of this test
+        monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+        monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyrings.alt.file.PlaintextKeyring")
+        env.update(XDG_DATA_HOME=str(tmp_path / "data"))
+        env.update(PYTHON_KEYRING_BACKEND="keyrings.alt.file.PlaintextKeyring")
     client_id = oidc_provider.confidential_client_id("client_secret_basic")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "vandamme_oauth", "login",
         "--issuer", oidc_provider.issuer, "--client-id", client_id, "--client-secret-stdin",
         "--name", "conf", "--no-browser", "--timeout", "60", "--home", str(home),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, env={**os.environ, "NO_PROXY": "*"},
+        stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert process.stdin is not None
     assert process.stdout is not None
@@ -465,15 +477,24 @@ async def test_a_client_secret_from_stdin_is_kept_for_later_commands(
     out, err = await asyncio.wait_for(process.communicate(), timeout=60)
     assert process.returncode == 0, err.decode()
     assert oidc_provider.client_secret not in out.decode() + err.decode()
+    assert "keyring" not in err.decode()  # a keyring there or not: nothing to say
     kept = home / "conf.registration"
     assert kept.stat().st_mode & 0o777 == 0o600
     assert oidc_provider.client_secret not in (home / "conf.provider.json").read_text()
-    code, out_text, err_text = await _cli("status", "conf", home=home)
+    keyring = PlaintextKeyring()
+    in_file = oidc_provider.client_secret in kept.read_text()
+    assert in_file is not in_keyring
+    if in_keyring:
+        entry = json.loads(keyring.get_password("vandamme-oauth", "conf:client") or "{}")
+        assert entry == {"client_secret": oidc_provider.client_secret}
+    code, out_text, err_text = await _cli("status", "conf", home=home, env=env)
     assert code == 0, err_text
     assert oidc_provider.client_secret not in out_text
     before = oidc_provider.stats()["revocation"]
-    code, out_text, err_text = await _cli("logout", "conf", home=home)
+    code, out_text, err_text = await _cli("logout", "conf", home=home, env=env)
     assert code == 0, err_text
     assert "revoked at the provider" in out_text
     assert oidc_provider.stats()["revocation"] == before + 1
     assert not kept.exists()
+    if in_keyring:
+        assert keyring.get_password("vandamme-oauth", "conf:client") is None

@@ -17,13 +17,14 @@ from tests.integration.conftest import scripted_login
 from tests.integration.test_cli import _cli, _cli_login, _spawn_cli
 from tests.support.provider import RunningProvider
 from tests.support.resource_server import ResourceServer
-from tests.support.user_agent import run_browser
+from tests.support.user_agent import run_browser, run_device_browser
 from vandamme_oauth import (
     DiscoveryError,
     InMemoryAuthStorage,
     TokenManager,
     provider_for_resource,
 )
+from vandamme_oauth._registration import DEVICE_GRANT
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -231,3 +232,62 @@ async def _printed_url(process: asyncio.subprocess.Process) -> str:
         assert line, "the CLI exited before printing a URL"
         if line.strip().startswith("http"):
             return line.strip()
+
+
+async def _device_login(home: Path, *args: str) -> tuple[int, str, str]:
+    """`login ARGS --device`, with the code entered at the provider as a person would."""
+    process = await _spawn_cli("login", *args, "--device", "--timeout", "60", home=home)
+    assert process.stdout is not None
+    opened = ""
+    while "enter the code" not in opened:
+        opened = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        assert opened, "the CLI exited before showing a code"
+    code = ""
+    while not code:
+        line = (await asyncio.wait_for(process.stdout.readline(), timeout=60)).decode()
+        assert line, "the CLI exited before showing a code"
+        code = line.strip()
+    await run_device_browser(opened.split("open ", 1)[1].split()[0], code)
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, opened + code + "\n" + out.decode(), err.decode()
+
+
+async def test_a_device_login_to_a_resource_registers_for_the_device_grant(
+    oidc_provider: RunningProvider, tmp_path: Path
+) -> None:
+    """`login --resource URL --device`: a client registered with the device grant, a token
+    for the resource (device authorization and token requests both name it), kept, served
+    by `token` and accepted by the resource. A registration made for a browser login lacks
+    the grant: `login NAME --device` registers once more, with it."""
+    home = tmp_path / "home"
+    async with ResourceServer(oidc_provider.issuer).running() as resource:
+        code, out, err = await _device_login(
+            home, "--resource", resource.resource, "--name", "files"
+        )
+        assert code == 0, err
+        assert "Logged in to files as alice" in out
+        registration = json.loads((home / "files.registration").read_text())
+        assert DEVICE_GRANT in registration["grant_types"]
+        stored = json.loads((home / "files.json").read_text())["tokens"]["access_token"]
+        claims = jwt.decode(stored, options={"verify_signature": False})
+        assert claims["aud"] == resource.resource
+        code, out, err = await _cli("token", "files", home=home)
+        assert code == 0, err
+        assert (await call(resource, out.strip().splitlines()[-1])).status_code == 200
+
+        code, _, err = await _cli_login(
+            oidc_provider, home, "--resource", resource.resource, "--name", "browser"
+        )
+        assert code == 0, err
+        browser = json.loads((home / "browser.registration").read_text())
+        assert DEVICE_GRANT not in browser["grant_types"]
+        code, out, err = await _device_login(home, "browser")
+        assert code == 0, err
+        assert "Registered the client" in err
+        again = json.loads((home / "browser.registration").read_text())
+        assert again["client_id"] != browser["client_id"]
+        assert DEVICE_GRANT in again["grant_types"]
+        code, out, err = await _device_login(home, "browser")
+        assert code == 0, err
+        assert "Registered the client" not in err  # now it allows the grant: reused

@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import keyring.backends.null
 import pytest
 from keyrings.alt.file import PlaintextKeyring
 
@@ -153,3 +154,19 @@ async def test_a_new_login_keeps_its_profile_beside_the_fallback_file(tmp_path: 
     assert json.loads(fallback.profile_path.read_text()) == {"name": "k"}
     assert await storage.read_auth() == LOGIN
     assert await fallback.read_auth() is None
+
+
+async def test_a_keyring_that_keeps_nothing_is_no_keyring(tmp_path: Path) -> None:
+    """keyring's "null" backend accepts writes and forgets them: the login goes to the file,
+    said once, instead of being lost."""
+    told: list[str] = []
+    fallback = FileSystemAuthStorage(tmp_path, "k")
+    null = keyring.backends.null.Keyring()  # type: ignore[no-untyped-call]
+    storage = KeyringAuthStorage("k", backend=null, fallback=fallback, on_fallback=told.append)
+    await storage.write_auth(LOGIN)
+    assert await fallback.read_auth() == LOGIN
+    assert await storage.read_auth() == LOGIN
+    assert told == [
+        f"The OS keyring is unusable (keyring.backends.null keeps no passwords); using "
+        f"{fallback.path} instead."
+    ]

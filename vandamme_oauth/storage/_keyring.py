@@ -19,6 +19,7 @@ import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._base import AuthData, ConditionalWrite, LockedClear, RemembersProvider, parse_stored
+from .._secrets import keeps_nothing
 from ._filesystem import FileSystemAuthStorage, check_login_name
 
 if TYPE_CHECKING:
@@ -124,7 +125,10 @@ class KeyringAuthStorage(RemembersProvider, ConditionalWrite, LockedClear):
         def run() -> T:
             import keyring  # lazily: an optional extra, and its import may be slow
 
-            return op(self._backend or keyring.get_keyring())
+            backend = self._backend or keyring.get_keyring()
+            if keeps_nothing(backend):
+                raise _KeyringUnusable(f"{type(backend).__module__} keeps no passwords")
+            return op(backend)
 
         try:
             return await _in_daemon_thread(run, self.timeout)
