@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING
 import httpx
 import jwt
 import pytest
+import trustme
 
 from tests.integration.conftest import scripted_login
 from tests.integration.test_cli import _cli, _cli_login, _spawn_cli
-from tests.support.provider import RunningProvider
+from tests.support.metadata_document import serve_metadata_document
+from tests.support.provider import RunningProvider, run_provider
 from tests.support.resource_server import ResourceServer
 from tests.support.user_agent import run_browser, run_device_browser
 from vandamme_oauth import (
@@ -27,6 +29,7 @@ from vandamme_oauth import (
 from vandamme_oauth._registration import DEVICE_GRANT
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
@@ -291,3 +294,72 @@ async def test_a_device_login_to_a_resource_registers_for_the_device_grant(
         code, out, err = await _device_login(home, "browser")
         assert code == 0, err
         assert "Registered the client" not in err  # now it allows the grant: reused
+
+
+@pytest.fixture(scope="module")
+def tls_ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def cimd_provider(
+    tls_ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningProvider]:
+    """A provider that accepts Client ID Metadata Documents, trusting the tests' CA."""
+    pem = tmp_path_factory.mktemp("ca") / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(pem))
+    env = {"CLIENT_ID_METADATA_DOCUMENTS": "1", "NODE_EXTRA_CA_CERTS": str(pem)}
+    with run_provider(env=env) as running:
+        yield running
+
+
+async def test_a_client_metadata_document_is_the_client_id_end_to_end(
+    cimd_provider: RunningProvider, tls_ca: trustme.CA
+) -> None:
+    """A server that advertises Client ID Metadata Documents: the document's URL is the
+    client id (nothing is registered), the provider fetches the document, and the login,
+    its token for the resource and a refresh all work."""
+    async with (
+        serve_metadata_document(tls_ca) as document,
+        ResourceServer(cimd_provider.issuer).running() as resource,
+    ):
+        provider, registration = await provider_for_resource(
+            resource.resource, client_metadata_url=document.url
+        )
+        assert registration is None
+        assert provider.client_id == document.url
+        storage = InMemoryAuthStorage()
+        login = await scripted_login(provider, storage)
+        assert document.fetches >= 1
+        assert ("client_id", document.url) in httpx.URL(login.url).params.multi_items()
+        assert (await call(resource, login.auth.access_token)).status_code == 200
+        async with TokenManager(provider, storage) as manager:
+            refreshed = await manager.refresh()
+        assert (await call(resource, refreshed.access_token)).status_code == 200
+
+
+async def test_the_cli_logs_in_with_a_client_metadata_document(
+    cimd_provider: RunningProvider, tls_ca: trustme.CA, tmp_path: Path
+) -> None:
+    """`login --resource URL --client-metadata-url DOC`: no registration is made or kept;
+    `token` serves a token the resource accepts."""
+    home = tmp_path / "home"
+    async with (
+        serve_metadata_document(tls_ca) as document,
+        ResourceServer(cimd_provider.issuer).running() as resource,
+    ):
+        code, out, err = await _cli_login(
+            cimd_provider,
+            home,
+            *("--resource", resource.resource, "--client-metadata-url", document.url),
+            *("--name", "files"),
+        )
+        assert code == 0, err
+        assert "Registered" not in err
+        assert not (home / "files.registration").exists()
+        saved = json.loads((home / "files.provider.json").read_text())
+        assert saved["client_id"] == document.url
+        assert document.fetches >= 1
+        code, out, err = await _cli("token", "files", home=home)
+        assert code == 0, err
+        assert (await call(resource, out.strip().splitlines()[-1])).status_code == 200

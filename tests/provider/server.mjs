@@ -12,6 +12,9 @@
 //                      confidential ones are CLIENT_ID-basic and CLIENT_ID-post
 //   CLIENT_SECRET      their secret
 //   RESOURCE_SCOPES    the scopes of every protected resource (default "files:read files:write")
+//   CLIENT_ID_METADATA_DOCUMENTS  "1": accept Client ID Metadata Documents (an https client
+//                      id whose document the provider fetches; on loopback too, for tests:
+//                      start node with NODE_EXTRA_CA_CERTS naming the tests' CA)
 import { createServer } from 'node:http';
 
 import Provider from 'oidc-provider';
@@ -20,6 +23,7 @@ const clientId = process.env.CLIENT_ID || 'vandamme-test';
 const clientSecret = process.env.CLIENT_SECRET || 'vandamme-test-secret: not/so+secret';
 const accessTokenTtl = Number(process.env.ACCESS_TOKEN_TTL || '60');
 const resourceScopes = process.env.RESOURCE_SCOPES || 'files:read files:write';
+const metadataDocuments = process.env.CLIENT_ID_METADATA_DOCUMENTS === '1';
 
 const stats = {
   authorization_code: 0, refresh_token: 0, device_code: 0, revocation: 0, token_errors: 0,
@@ -82,6 +86,9 @@ const provider = new Provider(issuer, {
     // management so that a test can delete a client (a server that forgot it).
     registration: { enabled: true },
     registrationManagement: { enabled: true },
+    // Client ID Metadata Documents (draft-02), only when asked for: the default provider
+    // does not advertise them, so that a test can see registration taken instead.
+    clientIdMetadataDocument: { enabled: metadataDocuments, ack: 'draft-02' },
     // RFC 8707: a token asked for with resource=R is a JWT whose aud is R, carrying the
     // resource's scopes (RESOURCE_SCOPES) that were asked for.
     resourceIndicators: {
@@ -113,6 +120,12 @@ const provider = new Provider(issuer, {
     Session: 3600,
   },
   cookies: { keys: ['vandamme-test-cookie-key'] },
+  // The provider refuses to fetch documents from special-use addresses (its SSRF guard);
+  // the tests serve client metadata documents on 127.0.0.1, so that guard is left out.
+  fetch: (url, options) => {
+    const { dispatcher, ...rest } = options;
+    return globalThis.fetch(url, metadataDocuments ? rest : options);
+  },
   // Put the email claims in the ID token too (the library reads the email from it).
   conformIdTokenClaims: false,
 });

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
 
 PROVIDER_DIR = Path(__file__).resolve().parent.parent / "provider"
 CLIENT_ID = "vandamme-test"
@@ -64,8 +64,11 @@ class RunningProvider:
 
 
 @contextmanager
-def run_provider(*, access_token_ttl: int = 600) -> Iterator[RunningProvider]:
-    """Run ``tests/provider/server.mjs`` until the block ends; fail loudly if it cannot start."""
+def run_provider(
+    *, access_token_ttl: int = 600, env: Mapping[str, str] | None = None
+) -> Iterator[RunningProvider]:
+    """Run ``tests/provider/server.mjs`` until the block ends, with ``env`` added to its
+    environment (see the script's header); fail loudly if it cannot start."""
     node = shutil.which("node")
     if node is None:
         raise RuntimeError("Node.js is required for the integration tests (node not on PATH)")
@@ -74,17 +77,17 @@ def run_provider(*, access_token_ttl: int = 600) -> Iterator[RunningProvider]:
             f"oidc-provider is not installed: run 'npm ci' in {PROVIDER_DIR} "
             "(the README's test command does this)"
         )
-    env = {
-        **os.environ,
-        "ACCESS_TOKEN_TTL": str(access_token_ttl),
-        "CLIENT_ID": CLIENT_ID,
-        "CLIENT_SECRET": CLIENT_SECRET,
-        "NODE_NO_WARNINGS": "1",
-    }
     process = subprocess.Popen(
         [node, "server.mjs"],
         cwd=PROVIDER_DIR,
-        env=env,
+        env={
+            **os.environ,
+            "ACCESS_TOKEN_TTL": str(access_token_ttl),
+            "CLIENT_ID": CLIENT_ID,
+            "CLIENT_SECRET": CLIENT_SECRET,
+            "NODE_NO_WARNINGS": "1",
+            **(env or {}),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         bufsize=0,  # unbuffered, so select() and readline() agree
