@@ -149,8 +149,8 @@ async def test_the_cli_logs_in_to_a_resource_and_serves_its_token(
     oidc_provider: RunningProvider, tmp_path: Path
 ) -> None:
     """`login --resource URL --no-browser`: one registration kept beside the profile (0600),
-    exit 0; `status` shows the resource; `token NAME` prints a token the resource accepts;
-    a second `login NAME` reuses the registration; `logout NAME` deletes it all."""
+    exit 0; `status` shows the resource; `token NAME` prints a token the resource accepts,
+    and once it expired, a refreshed one (for the resource) it accepts too; a second `login NAME` reuses the registration; `logout NAME` deletes it all."""
     home = tmp_path / "home"
     async with ResourceServer(oidc_provider.issuer).running() as resource:
         code, out, err = await _cli_login(
@@ -172,6 +172,20 @@ async def test_the_cli_logs_in_to_a_resource_and_serves_its_token(
         assert code == 0, err
         token = out.strip().splitlines()[-1]
         assert (await call(resource, token)).status_code == 200
+
+        # The stored token expired: `token` refreshes it, naming the resource again.
+        stored = json.loads((home / "files.json").read_text())
+        stored["expires_at"] = "2001-01-01T00:00:00Z"
+        (home / "files.json").write_text(json.dumps(stored))
+        refreshes = oidc_provider.stats()["refresh_token"]
+        code, out, err = await _cli("token", "files", home=home)
+        assert code == 0, err
+        fresh = out.strip().splitlines()[-1]
+        assert fresh != token
+        assert oidc_provider.stats()["refresh_token"] == refreshes + 1
+        claims = jwt.decode(fresh, options={"verify_signature": False})
+        assert claims["aud"] == resource.resource
+        assert (await call(resource, fresh)).status_code == 200
 
         code, out, err = await _cli_login(oidc_provider, home, "files")
         assert code == 0, err
