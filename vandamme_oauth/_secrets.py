@@ -7,8 +7,9 @@ package (the ``keyring`` extra) picks when it ranks it as recommended (priority 
 Secret Service, KWallet, macOS Keychain, Windows Credential Locker), or any backend the user
 configured explicitly (``PYTHON_KEYRING_BACKEND`` or keyring's own config file), except
 keyring's "null" and "fail" backends. Without the package, or with only those and keyring's
-plaintext file, the login's file is the place and nothing is said. A keyring that is there but fails (locked, or silent for ``TIMEOUT``
-seconds) is reported by the caller once, and the file is used.
+plaintext file, the login's file is the place and nothing is said. A keyring that is there
+but fails (locked, or silent for ``TIMEOUT`` seconds) is reported by the caller once, and
+the file is used.
 
 Every function here blocks: call them in a worker thread. Each keyring call runs in a daemon
 thread of its own, so a keyring that never answers cannot keep the process alive.

@@ -150,7 +150,8 @@ async def test_the_cli_logs_in_to_a_resource_and_serves_its_token(
 ) -> None:
     """`login --resource URL --no-browser`: one registration kept beside the profile (0600),
     exit 0; `status` shows the resource; `token NAME` prints a token the resource accepts,
-    and once it expired, a refreshed one (for the resource) it accepts too; a second `login NAME` reuses the registration; `logout NAME` deletes it all."""
+    and once it expired, a refreshed one (for the resource) it accepts too; a second
+    `login NAME` reuses the registration; `logout NAME` deletes it all."""
     home = tmp_path / "home"
     async with ResourceServer(oidc_provider.issuer).running() as resource:
         code, out, err = await _cli_login(

@@ -18,8 +18,8 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._base import AuthData, ConditionalWrite, LockedClear, RemembersProvider, parse_stored
 from .._secrets import keeps_nothing
+from ._base import AuthData, ConditionalWrite, LockedClear, RemembersProvider, parse_stored
 from ._filesystem import FileSystemAuthStorage, check_login_name
 
 if TYPE_CHECKING:
