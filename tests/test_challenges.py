@@ -93,20 +93,43 @@ def test_scope_is_a_tuple_of_scopes() -> None:
 
 
 @pytest.mark.parametrize(
-    ("header", "says"),
+    ("header", "says", "at"),
     [
-        ('Bearer realm="open', "an unterminated quoted string"),
-        ('Bearer error="x", scope=', "a token68 or parameters were expected after 'scope'"),
-        ('Bearer realm="a" scope="b"', "a comma was expected"),
-        ("Bearer realm=@", "a value was expected for 'realm'"),
-        ("=x", "an auth-scheme was expected"),
-        ("Bearer @@", "a token68 or parameters were expected after 'Bearer'"),
+        ('Bearer realm="open', "an unterminated quoted string", 14),
+        ('Bearer realm="a\\', "an unterminated quoted string", 14),  # a lone final escape
+        ('Bearer realm="a\\"', "an unterminated quoted string", 14),  # the quote is escaped
+        ('Bearer error="x", scope=', "a token68 or parameters were expected after 'scope'", 24),
+        ('Bearer realm="a" scope="b"', "a comma was expected", 18),
+        ("Bearer realm=@", "a value was expected for 'realm'", 14),
+        ("=x", "an auth-scheme was expected", 1),
+        ("Bearer @@", "a token68 or parameters were expected after 'Bearer'", 8),
     ],
 )
-def test_malformed_headers_are_a_clear_error(header: str, says: str) -> None:
-    with pytest.raises(ValidationError, match="malformed WWW-Authenticate header") as caught:
+def test_malformed_headers_are_a_clear_error(header: str, says: str, at: int) -> None:
+    """One line: what was expected, at which character (counted from 1), of which header."""
+    with pytest.raises(ValidationError) as caught:
         parse_challenges(header)
-    assert says in str(caught.value)
+    assert str(caught.value) == (
+        f"malformed WWW-Authenticate header: {says} at character {at} of {header!r}"
+    )
+
+
+def test_a_long_malformed_header_is_quoted_up_to_200_characters() -> None:
+    header = 'Bearer realm="' + "x" * 300
+    with pytest.raises(ValidationError) as caught:
+        parse_challenges(header)
+    assert str(caught.value).endswith(f"of {header[:200]!r}")
+
+
+def test_a_token68_then_a_comma_then_another_challenge() -> None:
+    assert parse_challenges("Basic abc== , Bearer x=y") == [
+        Challenge("basic", token68="abc=="),
+        Challenge("bearer", {"x": "y"}),
+    ]
+    assert parse_challenges("Negotiate abc=\t,Bearer") == [
+        Challenge("negotiate", token68="abc="),
+        Challenge("bearer"),
+    ]
 
 
 tokens = st.text(

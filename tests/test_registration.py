@@ -24,6 +24,8 @@ def test_a_native_public_client_asks_for_the_code_and_refresh_grants() -> None:
         "scope": "openid",
     }
     assert "scope" not in registration_request(["http://127.0.0.1/cb"], ())
+    two = registration_request(["http://127.0.0.1/cb"], ("openid", "offline_access"))
+    assert two["scope"] == "openid offline_access"
 
 
 def test_a_public_registration_is_read() -> None:
@@ -100,3 +102,41 @@ def test_the_registered_grants_are_read_and_an_unknown_list_allows_all() -> None
     assert unknown.allows(DEVICE_GRANT)
     assert unknown.to_dict()["grant_types"] is None
     assert registration.to_dict()["grant_types"] == ["authorization_code"]
+
+
+def test_what_the_server_says_of_the_method_and_odd_values_are_read_as_such() -> None:
+    """The server's method counts; an empty secret is none; a token or URI that is not text,
+    and a secret expiry of 0 ("never"), are left out."""
+    body = json.dumps(
+        {
+            "client_id": "c5",
+            "client_secret": "S",
+            "client_secret_expires_at": 1,
+            "token_endpoint_auth_method": "client_secret_post",
+            "registration_access_token": 7,
+            "registration_client_uri": ["x"],
+        }
+    ).encode()
+    registration = parse_registration(ENDPOINT, 201, body)
+    assert registration.token_endpoint_auth_method == "client_secret_post"
+    assert registration.client_secret_expires_at == 1.0
+    assert registration.registration_access_token is None
+    assert registration.registration_client_uri is None
+    empty = parse_registration(ENDPOINT, 201, b'{"client_id": "c6", "client_secret": ""}')
+    assert empty.client_secret is None
+    assert empty.token_endpoint_auth_method == "none"
+    odd = parse_registration(ENDPOINT, 201, b'{"client_id": "c7", "client_secret": 5}')
+    assert odd.client_secret is None
+    assert odd.token_endpoint_auth_method == "none"
+
+
+def test_an_answer_without_a_usable_client_id_is_refused() -> None:
+    for body in (b'{"client_id": ""}', b'{"client_id": 7}', b"[]", b"not json"):
+        with pytest.raises(RegistrationError, match="has no client_id"):
+            parse_registration(ENDPOINT, 201, body)
+
+
+def test_a_secret_expiry_counts_only_with_a_secret_and_against_the_clock() -> None:
+    assert not Registration("c", client_secret_expires_at=1.0).secret_expired(now=2.0)
+    assert Registration("c", client_secret="S", client_secret_expires_at=1.0).secret_expired()
+    assert not Registration("c", client_secret="S", client_secret_expires_at=4e9).secret_expired()

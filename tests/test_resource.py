@@ -56,6 +56,10 @@ def test_resource_metadata_is_looked_for_where_the_challenge_says_then_at_well_k
     assert resource_metadata_urls("https://mcp.example.com/") == [
         "https://mcp.example.com/.well-known/oauth-protected-resource"
     ]
+    assert resource_metadata_urls("https://mcp.example.com/mcp/") == [  # no trailing slash
+        "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
+        "https://mcp.example.com/.well-known/oauth-protected-resource",
+    ]
 
 
 def test_authorization_server_metadata_urls_follow_the_mcp_order() -> None:
@@ -67,6 +71,11 @@ def test_authorization_server_metadata_urls_follow_the_mcp_order() -> None:
     assert authorization_server_metadata_urls("https://auth.example.com") == [
         "https://auth.example.com/.well-known/oauth-authorization-server",
         "https://auth.example.com/.well-known/openid-configuration",
+    ]
+    assert authorization_server_metadata_urls("https://auth.example.com/tenant1/") == [
+        "https://auth.example.com/.well-known/oauth-authorization-server/tenant1",
+        "https://auth.example.com/.well-known/openid-configuration/tenant1",
+        "https://auth.example.com/tenant1/.well-known/openid-configuration",
     ]
 
 
@@ -128,6 +137,28 @@ def test_metadata_of_another_resource_or_without_a_server_is_refused(
     with pytest.raises(DiscoveryError) as caught:
         parse_resource_metadata("https://mcp.example.com/mcp", document)
     assert says in str(caught.value)
+
+
+@pytest.mark.parametrize("key", ["authorization_servers", "scopes_supported"])
+def test_a_bad_list_names_the_resource_and_the_key(key: str) -> None:
+    document = {"resource": "https://MCP.example.com/mcp", "authorization_servers": ["https://a"]}
+    with pytest.raises(DiscoveryError) as caught:
+        parse_resource_metadata("https://mcp.example.com/mcp", {**document, key: ["ok", 2]})
+    assert str(caught.value) == (
+        f"the protected-resource metadata of https://mcp.example.com/mcp has a bad {key}"
+    )
+
+
+def test_a_resource_name_that_is_not_text_is_left_out() -> None:
+    metadata = parse_resource_metadata(
+        "https://mcp.example.com/mcp",
+        {
+            "resource": "https://mcp.example.com/mcp",
+            "authorization_servers": ["https://a.example"],
+            "resource_name": ["Files"],
+        },
+    )
+    assert metadata.resource_name is None
 
 
 META = ResourceMetadata("https://r.example", ("https://a.example",), ("read", "write"))

@@ -8,13 +8,20 @@ import threading
 from typing import TYPE_CHECKING
 
 import keyring
+import keyring.backends.null
 import keyrings.alt.file
 import pytest
 
 from tests.support.keyrings import HangingKeyring, MemoryKeyring, RefusingKeyring
 from vandamme_oauth import Registration, StorageError
 from vandamme_oauth._profiles import delete_provider, load_registration, save_registration
-from vandamme_oauth._secrets import SERVICE, KeyringUnusable, os_keyring, read_secrets
+from vandamme_oauth._secrets import (
+    SERVICE,
+    KeyringUnusable,
+    delete_secrets,
+    os_keyring,
+    read_secrets,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
 REGISTRATION = Registration(
     client_id="c1",
     client_secret="S3CRET",
+    client_secret_expires_at=4_000_000_000.0,
     registration_access_token="RAT",
     registration_client_uri="https://as.example/reg/c1",
     token_endpoint_auth_method="client_secret_basic",
@@ -60,14 +68,42 @@ def test_only_a_recommended_or_configured_backend_counts_as_an_os_keyring(
     assert os_keyring() is plaintext
 
 
-def test_a_keyring_that_never_answers_is_none_within_the_timeout(use_keyring: object) -> None:
+def test_keyrings_null_backend_is_no_keyring_even_when_chosen(
+    use_keyring: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """It accepts writes and forgets them: a secret kept there would be lost."""
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    use_keyring(keyring.backends.null.Keyring())  # type: ignore[operator,no-untyped-call]
+    assert os_keyring() is None
+    with pytest.raises(KeyringUnusable, match=r"^no OS keyring is available now$"):
+        read_secrets("work")
+    assert delete_secrets("work") == "no OS keyring is available now"
+
+
+def test_a_keyring_that_never_answers_is_unusable_within_the_timeout(
+    use_keyring: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("vandamme_oauth._secrets.TIMEOUT", 0.05)
     hanging = HangingKeyring()
     use_keyring(hanging)  # type: ignore[operator]
     try:
-        with pytest.raises(KeyringUnusable, match=r"did not answer within 0\.05 s"):
-            read_secrets("work", timeout=0.05)
+        with pytest.raises(KeyringUnusable, match=r"^the keyring did not answer within 0\.05 s$"):
+            read_secrets("work")
+        assert delete_secrets("work") == "the keyring did not answer within 0.05 s"
     finally:
         hanging.release.set()
+
+
+def test_an_entry_that_is_not_ours_is_refused(use_keyring: object) -> None:
+    memory: MemoryKeyring = use_keyring(MemoryKeyring())  # type: ignore[operator]
+    for foreign in ("not json", "[1, 2]", '{"client_secret": 7}'):
+        memory.entries[(SERVICE, "work:client")] = foreign
+        with pytest.raises(
+            KeyringUnusable, match=r"^the keyring entry vandamme-oauth/work:client is not ours$"
+        ):
+            read_secrets("work")
+    assert read_secrets("other") == {}
+    assert delete_secrets("other") is None  # nothing stored: not an error
 
 
 async def test_secrets_go_to_the_keyring_and_the_file_keeps_the_rest(
@@ -150,13 +186,16 @@ async def test_secrets_in_a_keyring_that_went_away_are_one_clear_error(
     assert not (tmp_path / "files.registration").exists()
 
 
-def test_the_keyring_thread_is_a_daemon(use_keyring: object) -> None:
+def test_the_keyring_thread_is_a_daemon(
+    use_keyring: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A keyring that never answers cannot keep the process alive."""
+    monkeypatch.setattr("vandamme_oauth._secrets.TIMEOUT", 0.01)
     hanging = HangingKeyring()
     use_keyring(hanging)  # type: ignore[operator]
     try:
         with pytest.raises(KeyringUnusable):
-            read_secrets("work", timeout=0.01)
+            read_secrets("work")
         threads = [t for t in threading.enumerate() if t.name == "vandamme-oauth-keyring"]
         assert threads
         assert all(t.daemon for t in threads)

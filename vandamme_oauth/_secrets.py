@@ -50,10 +50,9 @@ class KeyringUnusable(Exception):
     """The keyring failed or did not answer; the message says how."""
 
 
-def _within(fn: Callable[[], T], timeout: float | None) -> T:
-    """``fn()`` in a daemon thread, given up on after ``timeout`` seconds (default:
-    ``TIMEOUT``)."""
-    timeout = TIMEOUT if timeout is None else timeout
+def _within(fn: Callable[[], T]) -> T:
+    """``fn()`` in a daemon thread, given up on after ``TIMEOUT`` seconds."""
+    timeout = TIMEOUT
     outcome: dict[str, Any] = {}
 
     def run() -> None:
@@ -74,7 +73,7 @@ def _within(fn: Callable[[], T], timeout: float | None) -> T:
     return value
 
 
-def os_keyring(timeout: float | None = None) -> keyring.backend.KeyringBackend | None:
+def os_keyring() -> keyring.backend.KeyringBackend | None:
     """The OS keyring to keep secrets in, or None when there is none (see the module)."""
     try:
         import keyring
@@ -92,7 +91,7 @@ def os_keyring(timeout: float | None = None) -> keyring.backend.KeyringBackend |
         return backend if explicit or backend.priority >= 1 else None
 
     try:
-        return _within(choose, timeout)
+        return _within(choose)
     except KeyringUnusable:
         return None  # no backend could even be chosen: there is no keyring to speak of
 
@@ -114,7 +113,6 @@ def store_secrets(
     backend: keyring.backend.KeyringBackend,
     name: str,
     secrets: dict[str, str],
-    timeout: float | None = None,
 ) -> None:
     """Keep login ``name``'s client secrets in ``backend``.
 
@@ -122,20 +120,20 @@ def store_secrets(
         KeyringUnusable: the keyring refused or did not answer.
     """
     payload = json.dumps(secrets)
-    _within(lambda: backend.set_password(SERVICE, _username(name), payload), timeout)
+    _within(lambda: backend.set_password(SERVICE, _username(name), payload))
 
 
-def read_secrets(name: str, timeout: float | None = None) -> dict[str, str]:
+def read_secrets(name: str) -> dict[str, str]:
     """Login ``name``'s client secrets from the OS keyring ({} if none are there).
 
     Raises:
         KeyringUnusable: there is no keyring now, it refused, did not answer, or holds
             something that is not ours.
     """
-    backend = os_keyring(timeout)
+    backend = os_keyring()
     if backend is None:
         raise KeyringUnusable("no OS keyring is available now")
-    raw = _within(lambda: backend.get_password(SERVICE, _username(name)), timeout)
+    raw = _within(lambda: backend.get_password(SERVICE, _username(name)))
     if raw is None:
         return {}
     try:
@@ -147,10 +145,10 @@ def read_secrets(name: str, timeout: float | None = None) -> dict[str, str]:
     return data
 
 
-def delete_secrets(name: str, timeout: float | None = None) -> str | None:
+def delete_secrets(name: str) -> str | None:
     """Forget login ``name``'s client secrets in the OS keyring (nothing there is not an
     error); None when they are gone, else why the keyring could not be asked."""
-    backend = os_keyring(timeout)
+    backend = os_keyring()
     if backend is None:
         return "no OS keyring is available now"
 
@@ -161,7 +159,7 @@ def delete_secrets(name: str, timeout: float | None = None) -> str | None:
             backend.delete_password(SERVICE, _username(name))
 
     try:
-        _within(delete, timeout)
+        _within(delete)
     except KeyringUnusable as exc:
         return str(exc)
     return None
