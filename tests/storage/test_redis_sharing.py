@@ -137,3 +137,29 @@ async def test_different_options_or_urls_get_different_clients(
     assert len({id(s._client) for s in (a, c, d)}) == 3
     for storage in (a, b, c, d):
         await storage.aclose()
+
+
+async def test_a_reader_whose_cancellation_was_lost_stops_when_retired(
+    redis_server: RedisServer,
+) -> None:
+    """The hub retired its reader (the last listener left) but the cancellation never
+    reached it, as when redis-py swallows one: the reader notices it is no longer the hub's
+    and ends quietly, instead of reading from a connection that is gone."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    hub = hub_for(client)
+    try:
+        async with hub.listening(f"test:{uuid.uuid4()}"):
+            reader = hub._reader
+            assert reader is not None
+            pubsub = hub._pubsub
+            # What _unsubscribe_later does, less the cancellation that got lost:
+            hub._reader, hub._pubsub = None, None
+            await asyncio.wait_for(asyncio.shield(reader), timeout=10)
+            assert reader.done()
+            assert not reader.cancelled()
+            assert reader.exception() is None
+            assert pubsub is not None
+            await pubsub.aclose()
+    finally:
+        await hub.aclose()
+        await client.aclose()

@@ -160,15 +160,18 @@ class Hub:
     async def _reconnect(self) -> None:
         """A new connection subscribed to every channel listened to; each listener is
         woken (by the confirmations) to look at its login's version."""
-        old, self._pubsub = self._pubsub, self._client.pubsub()
+        old = self._pubsub
+        new = self._pubsub = self._client.pubsub()
         self.connections += 1
         if old is not None:
             await _close(old)
+        if self._pubsub is not new:  # the hub retired meanwhile and closes ``new`` itself
+            return
         channels = list(self._listeners)
         if channels and self._sharded:
-            await self._pubsub.ssubscribe(*channels)
+            await new.ssubscribe(*channels)
         elif channels:
-            await self._pubsub.subscribe(*channels)
+            await new.subscribe(*channels)
         self._broken = False
 
     async def _sweep(self) -> None:
@@ -188,19 +191,35 @@ class Hub:
                     event.set()
         self._canary_set = True
 
+    def _retired(self, me: asyncio.Task[Any] | None) -> bool:
+        """Whether the reader ``me`` must stop (it is cancelled: raises CancelledError), or
+        is no longer the hub's reader: its last listener left, or the hub closed. That
+        covers a cancellation lost inside redis-py (on Python 3.11 a timeout expiring with
+        it can swallow it), which would otherwise read from a connection already gone."""
+        if _cancelled():
+            raise asyncio.CancelledError
+        return self._reader is not me or self._pubsub is None
+
     async def _read(self) -> None:
+        me = asyncio.current_task()
         next_sweep = time.monotonic()
         while True:
             if time.monotonic() >= next_sweep:
                 await self._sweep()
                 next_sweep = time.monotonic() + SWEEP
+            if self._retired(me):
+                return
             try:
                 if self._broken:
                     await self._reconnect()
+                    if self._retired(me):
+                        return
+                pubsub = self._pubsub
+                assert pubsub is not None  # noqa: S101 - checked by _retired(), no await since
                 if self._sharded:
-                    message = await self._pubsub.get_sharded_message(timeout=_READ)
+                    message = await pubsub.get_sharded_message(timeout=_READ)
                 else:
-                    message = await self._pubsub.get_message(timeout=_READ)
+                    message = await pubsub.get_message(timeout=_READ)
             except redis.exceptions.RedisError as exc:
                 if _cancelled():
                     raise asyncio.CancelledError from None
@@ -209,8 +228,8 @@ class Hub:
                 self._broken = True
                 await asyncio.sleep(_RETRY)
                 continue
-            if _cancelled():
-                raise asyncio.CancelledError
+            if self._retired(me):
+                return
             if isinstance(message, dict):
                 self._dispatch(message)
 
