@@ -162,7 +162,7 @@ async def test_a_keyring_that_refuses_is_said_once_and_the_file_holds_the_secret
     path = tmp_path / "files.registration"
     assert said == [
         "The OS keyring is unusable (KeyringLocked: the collection is locked); keeping "
-        f"the client secret in {path}."
+        f"the client's secrets in {path}."
     ]
     assert await load_registration(tmp_path, "files") == REGISTRATION
 

@@ -183,8 +183,8 @@ async def _resource_provider(args: argparse.Namespace, home: Path) -> ProviderCo
         device=args.device,
     )
     if registration is not None and registration is not saved:
-        await save_registration(home, name, registration, on_fallback=say)
         say(f"Registered the client {registration.client_id} at {provider.issuer}.")
+        await save_registration(home, name, registration, on_fallback=say)
     args.reused_registration = registration is not None and registration is saved
     return provider
 
@@ -199,11 +199,11 @@ async def _register_again(
         provider.resource, scopes=provider.scopes, name=provider.name, device=device
     )
     assert registration is not None  # noqa: S101 - no client id was given: one was registered
-    await save_registration(home, provider.name, registration, on_fallback=say)
     say(
         f"{provider.issuer} no longer knows the client {provider.client_id}; registered "
         f"{registration.client_id} instead. Sign in once more."
     )
+    await save_registration(home, provider.name, registration, on_fallback=say)
     return new
 
 
@@ -277,8 +277,8 @@ async def _chosen_provider(args: argparse.Namespace, home: Path) -> ProviderConf
                 device=args.device,
             )
             if made is not None and made is not registration:
-                await save_registration(home, target, made, on_fallback=say)
                 say(f"Registered the client {made.client_id} at {provider.issuer} again.")
+                await save_registration(home, target, made, on_fallback=say)
             args.reused_registration = made is registration
         if scopes:
             provider = provider.replace(scopes=scopes)

@@ -116,7 +116,9 @@ async def save_registration(
 
     reason = await anyio.to_thread.run_sync(write)
     if reason is not None and on_fallback is not None:
-        on_fallback(f"The OS keyring is unusable ({reason}); keeping the client secret in {path}.")
+        on_fallback(
+            f"The OS keyring is unusable ({reason}); keeping the client's secrets in {path}."
+        )
 
 
 def _load_sync(home: Path, name: str, client_secret: str | None) -> ProviderConfig | None:
