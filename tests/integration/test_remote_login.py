@@ -4,6 +4,7 @@ form_post and a browser that reaches ``localhost`` over IPv6."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import socket
@@ -12,10 +13,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import jwt
 import pytest
 
 from tests.integration.conftest import pending_login, scripted_login
 from tests.support.provider import RunningProvider
+from tests.support.resource_server import ResourceServer
 from tests.support.terminal import Terminal
 from tests.support.user_agent import run_browser, run_device_browser
 from vandamme_oauth import (
@@ -314,3 +317,25 @@ async def test_slow_down_from_a_loopback_device_server() -> None:
     assert waits == [1.2, 7.2, 7.2]
     assert auth.access_token == "AT"
     assert [p["device_code"] for p in polls] == ["DC", "DC", "DC"]
+
+
+async def test_cli_paste_back_to_a_resource(
+    oidc_provider: RunningProvider, tmp_path: Path, terminal_factory: list[Terminal]
+) -> None:
+    """`login --resource URL --paste --no-browser`: the pasted address finishes a login to
+    the resource; its token is for that resource (the exchange named it too)."""
+    async with ResourceServer(oidc_provider.issuer).running() as resource:
+        term = cli(
+            terminal_factory,
+            *("login", "--resource", resource.resource, "--name", "files"),
+            *("--paste", "--no-browser", "--home", str(tmp_path)),
+        )
+        url = (await term.expect(r"(http://127\.0\.0\.1:\d+/auth\?\S+)"))[1]
+        await term.expect(r"paste it here")
+        result = await run_browser(url, follow_callback=False)
+        term.sendline(result.callback_url)
+        await term.expect(r"Logged in to files as alice")
+        assert await term.wait() == 0
+    stored = json.loads((tmp_path / "files.json").read_text())["tokens"]["access_token"]
+    claims = jwt.decode(stored, options={"verify_signature": False})
+    assert claims["aud"] == resource.resource
