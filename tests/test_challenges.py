@@ -121,6 +121,10 @@ def test_a_long_malformed_header_is_quoted_up_to_200_characters() -> None:
     assert str(caught.value).endswith(f"of {header[:200]!r}")
 
 
+def test_a_value_of_capital_xs_is_a_value() -> None:
+    assert parse_challenges("Bearer realm=XX") == [Challenge("bearer", {"realm": "XX"})]
+
+
 def test_a_token68_then_a_comma_then_another_challenge() -> None:
     assert parse_challenges("Basic abc== , Bearer x=y") == [
         Challenge("basic", token68="abc=="),

@@ -60,6 +60,9 @@ def test_resource_metadata_is_looked_for_where_the_challenge_says_then_at_well_k
         "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
         "https://mcp.example.com/.well-known/oauth-protected-resource",
     ]
+    assert resource_metadata_urls("https://mcp.example.com/MCPX")[0] == (
+        "https://mcp.example.com/.well-known/oauth-protected-resource/MCPX"
+    )
 
 
 def test_authorization_server_metadata_urls_follow_the_mcp_order() -> None:
@@ -72,6 +75,9 @@ def test_authorization_server_metadata_urls_follow_the_mcp_order() -> None:
         "https://auth.example.com/.well-known/oauth-authorization-server",
         "https://auth.example.com/.well-known/openid-configuration",
     ]
+    assert authorization_server_metadata_urls("https://auth.example.com/X")[0] == (
+        "https://auth.example.com/.well-known/oauth-authorization-server/X"
+    )
     assert authorization_server_metadata_urls("https://auth.example.com/tenant1/") == [
         "https://auth.example.com/.well-known/oauth-authorization-server/tenant1",
         "https://auth.example.com/.well-known/openid-configuration/tenant1",
