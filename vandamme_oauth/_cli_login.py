@@ -182,11 +182,25 @@ async def _resource_provider(args: argparse.Namespace, home: Path) -> ProviderCo
         registration=saved,
         device=args.device,
     )
-    if registration is not None and registration is not saved:
-        say(f"Registered the client {registration.client_id} at {provider.issuer}.")
-        await save_registration(home, name, registration, on_fallback=say)
-    args.reused_registration = registration is not None and registration is saved
+    await _keep_registration(args, home, name, provider.issuer, registration, saved)
     return provider
+
+
+async def _keep_registration(
+    args: argparse.Namespace,
+    home: Path,
+    name: str,
+    issuer: str,
+    made: Registration | None,
+    previous: Registration | None,
+) -> None:
+    """Keep a registration made now (said once, before any keyring notice about its
+    secrets), and note whether the earlier one was reused (for `invalid_client` later)."""
+    if made is not None and made is not previous:
+        again = " again" if previous is not None else ""
+        say(f"Registered the client {made.client_id} at {issuer}{again}.")
+        await save_registration(home, name, made, on_fallback=say)
+    args.reused_registration = made is not None and made is previous
 
 
 async def _register_again(
@@ -276,10 +290,7 @@ async def _chosen_provider(args: argparse.Namespace, home: Path) -> ProviderConf
                 registration=registration,
                 device=args.device,
             )
-            if made is not None and made is not registration:
-                say(f"Registered the client {made.client_id} at {provider.issuer} again.")
-                await save_registration(home, target, made, on_fallback=say)
-            args.reused_registration = made is registration
+            await _keep_registration(args, home, target, provider.issuer, made, registration)
         if scopes:
             provider = provider.replace(scopes=scopes)
         if args.form_post:
