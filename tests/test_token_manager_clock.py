@@ -4,6 +4,7 @@ sent, and a floor under the refresh rate for tokens that live less than a round 
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import httpx
@@ -165,6 +166,29 @@ async def test_a_token_that_expires_in_transit_is_a_typed_error_not_a_hot_loop(
                     outcomes.append(type(exc).__name__)
     assert set(outcomes) == {"TokenLifetimeError"}
     assert server.calls == 4  # the first, then one per second of the three
+
+
+async def test_every_waiter_of_a_token_expired_in_transit_gets_its_own_error(
+    clock: FakeClock,
+) -> None:
+    """Three callers (one of them ``refresh()``) wait on the refresh whose token expires in
+    transit: one request, and each caller raises a TokenLifetimeError object of its own (one
+    object raised in many tasks would pile up their tracebacks)."""
+    server = RoundTrip(clock, seconds=0.02, expires_in=0.01)
+    storage = InMemoryAuthStorage(login(clock, expires_in=0.01))
+    clock.advance(1)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handler)) as http:
+        m = TokenManager(
+            GENERIC, storage, clock=clock, http_client=http, retry=RetryPolicy(attempts=1)
+        )
+        async with m:
+            outcomes = await asyncio.gather(
+                m.get_access_token(), m.get_access_token(), m.refresh(), return_exceptions=True
+            )
+    assert [type(o) for o in outcomes] == [TokenLifetimeError] * 3
+    assert len({id(o) for o in outcomes}) == 3
+    assert len({str(o) for o in outcomes}) == 1
+    assert server.calls == 1
 
 
 async def test_a_half_second_token_is_refreshed_at_most_once_a_second(clock: FakeClock) -> None:

@@ -225,7 +225,7 @@ class TokenManager(AsyncClosing):
         self._last_round_trip = 0.0
         # Owned tasks and the callers waiting on the refresh, each on its own future.
         self._task: asyncio.Task[AuthData] | None = None
-        self._waiters: set[asyncio.Future[AuthData]] = set()
+        self._waiters: dict[asyncio.Future[AuthData], None] = {}
         self._forced = False  # the running refresh was asked for by refresh()
         self._watcher: asyncio.Task[None] | None = None
         self._again = False  # start another refresh when this one ends
@@ -407,7 +407,7 @@ class TokenManager(AsyncClosing):
         if self._task is task:
             self._task = None
             self._forced = False
-        waiters, self._waiters = self._waiters, set()
+        waiters, self._waiters = self._waiters, {}
         if task.cancelled():
             for waiter in waiters:
                 if not waiter.done():
@@ -420,9 +420,15 @@ class TokenManager(AsyncClosing):
                     waiter.set_exception(_fresh(exc))
         else:
             result = task.result()
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(result)
+            if result is self._auth and not self._now() < self._windows.expiry:
+                expired = self._expired_in_transit(result)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(_fresh(expired))
+            else:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(result)
         self._decided()
         if self._again:
             self._again = False
@@ -432,29 +438,30 @@ class TokenManager(AsyncClosing):
     async def _wait(self) -> AuthData:
         """Start the refresh task unless it runs, and wait for its outcome on a future of
         this caller's own: leaving (a cancellation, a timeout) costs O(1) and never
-        cancels the refresh."""
+        cancels the refresh. The outcome is decided once, in `_refresh_done`, so that a
+        storm of waiters wakes to a value or an error without deciding anything again."""
         self._start_refresh()
         waiter: asyncio.Future[AuthData] = asyncio.get_running_loop().create_future()
-        self._waiters.add(waiter)
+        self._waiters[waiter] = None  # woken in arrival order: the tasks' memory order
         started = time.monotonic() if self._telemetry else 0.0
         try:
-            result = await waiter
+            return await waiter
         except asyncio.CancelledError:
-            self._waiters.discard(waiter)
+            self._waiters.pop(waiter, None)
             raise
         finally:
             if self._telemetry:
                 telemetry.instruments().wait_duration.record(
                     time.monotonic() - started, self._attributes
                 )
-        if result is self._auth and not self._now() < self._windows.expiry:
-            lifetime = _lifetime(result)
-            raise TokenLifetimeError(
-                f"the provider issued a token that lived {lifetime:.3g} s, less than the round "
-                f"trip ({self._last_round_trip:.3g} s): it expired before it could be served. "
-                "Check the provider's access-token lifetime"
-            )
-        return result
+
+    def _expired_in_transit(self, auth: AuthData) -> TokenLifetimeError:
+        """The error every waiter gets when our refresh's token expired before it arrived."""
+        return TokenLifetimeError(
+            f"the provider issued a token that lived {_lifetime(auth):.3g} s, less than the "
+            f"round trip ({self._last_round_trip:.3g} s): it expired before it could be "
+            "served. Check the provider's access-token lifetime"
+        )
 
     # -- adopting logins ------------------------------------------------------------------------
 
