@@ -246,6 +246,29 @@ async def test_a_cancelled_caller_leaves_nothing_behind(
     assert endpoint.calls == 1
 
 
+async def test_callers_joining_a_refresh_in_flight_leave_nothing_behind_when_cancelled(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Callers that arrive once the refresh is in flight join it (the hot path's own branch)
+    and, cancelled, remove their futures; the one that stays gets the new token."""
+    storage = InMemoryAuthStorage(login(clock, expires_in=-1))
+    async with no_watch_manager(storage, clock, http) as m:
+        endpoint.gate.clear()
+        first = asyncio.ensure_future(m.get_access_token())
+        await endpoint.arrived.wait()
+        late = [asyncio.ensure_future(m.get_access_token()) for _ in range(3)]
+        await asyncio.sleep(0)  # one turn: each late caller takes its first step and joins
+        assert len(m._waiters) == 4
+        for call in late[:2]:
+            call.cancel()
+        await asyncio.wait(late[:2])
+        assert len(m._waiters) == 2
+        endpoint.gate.set()
+        assert await first == await late[2] == "AT1"
+        assert not m._waiters
+    assert endpoint.calls == 1
+
+
 async def test_a_transient_failure_at_the_instant_of_expiry_serves_nothing(
     clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
 ) -> None:
