@@ -408,27 +408,24 @@ class TokenManager(AsyncClosing):
             self._task = None
             self._forced = False
         waiters, self._waiters = self._waiters, {}
+        # The outcome is decided once, here: a storm of waiters wakes to it and decides nothing.
+        outcome: AuthData | BaseException
         if task.cancelled():
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(
-                        OAuthError("the refresh was abandoned because the TokenManager closed")
-                    )
+            outcome = OAuthError("the refresh was abandoned because the TokenManager closed")
         elif (exc := task.exception()) is not None:  # retrieved: no one may be waiting
+            outcome = exc
+        else:
+            outcome = task.result()
+            if outcome is self._auth and not self._now() < self._windows.expiry:
+                outcome = self._expired_in_transit(outcome)
+        if isinstance(outcome, BaseException):
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_exception(_fresh(exc))
+                    waiter.set_exception(_fresh(outcome))
         else:
-            result = task.result()
-            if result is self._auth and not self._now() < self._windows.expiry:
-                expired = self._expired_in_transit(result)
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(_fresh(expired))
-            else:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(result)
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(outcome)
         self._decided()
         if self._again:
             self._again = False
@@ -438,8 +435,7 @@ class TokenManager(AsyncClosing):
     async def _wait(self) -> AuthData:
         """Start the refresh task unless it runs, and wait for its outcome on a future of
         this caller's own: leaving (a cancellation, a timeout) costs O(1) and never
-        cancels the refresh. The outcome is decided once, in `_refresh_done`, so that a
-        storm of waiters wakes to a value or an error without deciding anything again."""
+        cancels the refresh. `_refresh_done` decides the outcome every waiter gets."""
         self._start_refresh()
         waiter: asyncio.Future[AuthData] = asyncio.get_running_loop().create_future()
         self._waiters[waiter] = None  # woken in arrival order: the tasks' memory order
