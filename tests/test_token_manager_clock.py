@@ -168,6 +168,23 @@ async def test_a_token_that_expires_in_transit_is_a_typed_error_not_a_hot_loop(
     assert server.calls == 4  # the first, then one per second of the three
 
 
+async def test_a_token_that_expires_the_instant_it_arrives_is_not_served(
+    clock: FakeClock,
+) -> None:
+    """Tokens that live exactly one round trip arrive at their expiry: a token is valid
+    strictly before it, so the caller gets TokenLifetimeError, not a token already dead."""
+    server = RoundTrip(clock, seconds=0.02, expires_in=0.02)
+    storage = InMemoryAuthStorage(login(clock, expires_in=-1))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handler)) as http:
+        m = TokenManager(
+            GENERIC, storage, clock=clock, http_client=http, retry=RetryPolicy(attempts=1)
+        )
+        async with m:
+            with pytest.raises(TokenLifetimeError, match=r"lived 0\.02 s"):
+                await m.get_access_token()
+    assert server.calls == 1
+
+
 async def test_every_waiter_of_a_token_expired_in_transit_gets_its_own_error(
     clock: FakeClock,
 ) -> None:

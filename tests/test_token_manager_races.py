@@ -269,6 +269,29 @@ async def test_callers_joining_a_refresh_in_flight_leave_nothing_behind_when_can
     assert endpoint.calls == 1
 
 
+async def test_a_caller_cancelled_as_the_refresh_settles_it_is_cancelled(
+    clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """The refresh ends and sets a caller's future; before that caller resumes, it is
+    cancelled (a timeout expiring at that moment): it raises CancelledError, the other
+    caller gets the token, and nothing is left behind."""
+    storage = InMemoryAuthStorage(login(clock, expires_in=-1))
+    async with no_watch_manager(storage, clock, http) as m:
+        endpoint.gate.clear()
+        leaving = asyncio.ensure_future(m.get_access_token())
+        staying = asyncio.ensure_future(m.get_access_token())
+        await endpoint.arrived.wait()
+        assert m._task is not None
+        # Runs right after the manager's own done-callback has settled every waiter.
+        m._task.add_done_callback(lambda _: leaving.cancel())
+        endpoint.gate.set()
+        assert await staying == "AT1"
+        with pytest.raises(asyncio.CancelledError):
+            await leaving
+        assert not m._waiters
+    assert endpoint.calls == 1
+
+
 async def test_a_transient_failure_at_the_instant_of_expiry_serves_nothing(
     clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
 ) -> None:
