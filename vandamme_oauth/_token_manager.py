@@ -848,8 +848,10 @@ class TokenManager(AsyncClosing):
 
 
 def _eager_task(coroutine: Coroutine[Any, Any, AuthData], *, name: str) -> asyncio.Task[AuthData]:
-    """A task that runs at once until its first suspension (Python 3.12+): the refresh's
-    request leaves while the other callers of a storm still take their first step."""
+    """A task that runs at once until its first suspension (Python 3.12+): in a storm, the
+    refresh reads storage and starts opening its connection in the first caller's step, so
+    the connection is being made while the other callers take theirs. (The request itself
+    leaves after them: httpx yields before it writes.)"""
     loop = asyncio.get_running_loop()
     if sys.version_info >= (3, 12):
         return asyncio.Task(coroutine, loop=loop, name=name, eager_start=True)
