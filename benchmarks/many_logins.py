@@ -306,6 +306,25 @@ async def _floor(n: int, round_trip: float, *, wait: bool, queued: bool = False)
     return max(done) - start
 
 
+async def _added(port: int, serial: list[int], round_trip: float, *, paused: bool = False) -> float:
+    """Round trips that a refresh adds to 10,000 callers over their warm baseline, on one
+    warm manager; ``paused``: with the garbage collector paused in both runs, and what the
+    baseline left collected before the storm."""
+    async with warm_manager(port, serial) as (manager, clocks):
+        if paused:
+            gc.collect()
+            gc.disable()
+        try:
+            base = await _callers(manager, 10_000)
+            if paused:
+                gc.collect()
+            clocks.shift += 3600
+            return (await _callers(manager, 10_000) - base) / round_trip
+        finally:
+            if paused:
+                gc.enable()
+
+
 @contextlib.asynccontextmanager
 async def warm_manager(port: int, serial: list[int]) -> AsyncIterator[tuple[TokenManager, Shifted]]:
     """A manager that has served its valid token; ``Shifted`` moves its clocks."""
@@ -368,18 +387,7 @@ async def bench_storms() -> None:
         # Diagnosis: the same 10,000-caller storm with the garbage collector paused in both
         # runs (a storm allocates a future and a coroutine per caller; the collections that
         # triggers, gen2 ones included, are most of the spread between runs).
-        paused = []
-        for _ in range(REPEATS):
-            async with warm_manager(port, serial) as (manager, clocks):
-                gc.collect()
-                gc.disable()
-                try:
-                    base = await _callers(manager, 10_000)
-                    gc.collect()
-                    clocks.shift += 3600
-                    paused.append((await _callers(manager, 10_000) - base) / round_trip)
-                finally:
-                    gc.enable()
+        paused = [await _added(port, serial, round_trip, paused=True) for _ in range(REPEATS)]
         print(
             f"  N= 10000 with the garbage collector paused: the refresh adds "
             f"{statistics.median(paused):5.2f} round trips (median of {REPEATS}; "
@@ -387,15 +395,10 @@ async def bench_storms() -> None:
         )
         # The lever a gateway has: gc.freeze() once started moves everything alive then
         # (modules, clients, managers) out of the collections a storm triggers.
-        frozen = []
         gc.collect()
         gc.freeze()
         try:
-            for _ in range(REPEATS):
-                async with warm_manager(port, serial) as (manager, clocks):
-                    base = await _callers(manager, 10_000)
-                    clocks.shift += 3600
-                    frozen.append((await _callers(manager, 10_000) - base) / round_trip)
+            frozen = [await _added(port, serial, round_trip) for _ in range(REPEATS)]
         finally:
             gc.unfreeze()
         print(

@@ -5,6 +5,7 @@ sent, and a floor under the refresh rate for tokens that live less than a round 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 import httpx
@@ -24,6 +25,8 @@ from vandamme_oauth import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from tests.support.managers import FakeTokenEndpoint
 
 
@@ -135,6 +138,18 @@ async def test_expiry_counts_from_when_the_request_was_sent(clock: FakeClock) ->
     assert refreshed.last_refresh == sent
 
 
+@contextlib.asynccontextmanager
+async def on(server: RoundTrip, storage: InMemoryAuthStorage) -> AsyncIterator[TokenManager]:
+    """A manager whose token endpoint is ``server``, trying each refresh once."""
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(server.handler)) as http,
+        TokenManager(
+            GENERIC, storage, clock=server.clock, http_client=http, retry=RetryPolicy(attempts=1)
+        ) as manager,
+    ):
+        yield manager
+
+
 async def test_a_token_that_expires_in_transit_is_a_typed_error_not_a_hot_loop(
     clock: FakeClock,
 ) -> None:
@@ -144,26 +159,22 @@ async def test_a_token_that_expires_in_transit_is_a_typed_error_not_a_hot_loop(
     server = RoundTrip(clock, seconds=0.02, expires_in=0.01)
     storage = InMemoryAuthStorage(login(clock, expires_in=0.01))
     clock.advance(1)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handler)) as http:
-        m = TokenManager(
-            GENERIC, storage, clock=clock, http_client=http, retry=RetryPolicy(attempts=1)
+    async with on(server, storage) as m:
+        with pytest.raises(TokenLifetimeError) as first:
+            await m.get_access_token()
+        assert str(first.value) == (
+            "the provider issued a token that lived 0.01 s, less than the round trip "
+            "(0.02 s): it expired before it could be served. Check the provider's "
+            "access-token lifetime"
         )
-        async with m:
-            with pytest.raises(TokenLifetimeError) as first:
-                await m.get_access_token()
-            assert str(first.value) == (
-                "the provider issued a token that lived 0.01 s, less than the round trip "
-                "(0.02 s): it expired before it could be served. Check the provider's "
-                "access-token lifetime"
-            )
-            outcomes: list[str] = []
-            start = clock.now
-            while clock.now < start + 3:
-                clock.advance(0.01)
-                try:
-                    outcomes.append(await m.get_access_token())
-                except TokenLifetimeError as exc:
-                    outcomes.append(type(exc).__name__)
+        outcomes: list[str] = []
+        start = clock.now
+        while clock.now < start + 3:
+            clock.advance(0.01)
+            try:
+                outcomes.append(await m.get_access_token())
+            except TokenLifetimeError as exc:
+                outcomes.append(type(exc).__name__)
     assert set(outcomes) == {"TokenLifetimeError"}
     assert server.calls == 4  # the first, then one per second of the three
 
@@ -175,13 +186,9 @@ async def test_a_token_that_expires_the_instant_it_arrives_is_not_served(
     strictly before it, so the caller gets TokenLifetimeError, not a token already dead."""
     server = RoundTrip(clock, seconds=0.02, expires_in=0.02)
     storage = InMemoryAuthStorage(login(clock, expires_in=-1))
-    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handler)) as http:
-        m = TokenManager(
-            GENERIC, storage, clock=clock, http_client=http, retry=RetryPolicy(attempts=1)
-        )
-        async with m:
-            with pytest.raises(TokenLifetimeError, match=r"lived 0\.02 s"):
-                await m.get_access_token()
+    async with on(server, storage) as m:
+        with pytest.raises(TokenLifetimeError, match=r"lived 0\.02 s"):
+            await m.get_access_token()
     assert server.calls == 1
 
 
@@ -194,14 +201,10 @@ async def test_every_waiter_of_a_token_expired_in_transit_gets_its_own_error(
     server = RoundTrip(clock, seconds=0.02, expires_in=0.01)
     storage = InMemoryAuthStorage(login(clock, expires_in=0.01))
     clock.advance(1)
-    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handler)) as http:
-        m = TokenManager(
-            GENERIC, storage, clock=clock, http_client=http, retry=RetryPolicy(attempts=1)
+    async with on(server, storage) as m:
+        outcomes = await asyncio.gather(
+            m.get_access_token(), m.get_access_token(), m.refresh(), return_exceptions=True
         )
-        async with m:
-            outcomes = await asyncio.gather(
-                m.get_access_token(), m.get_access_token(), m.refresh(), return_exceptions=True
-            )
     assert [type(o) for o in outcomes] == [TokenLifetimeError] * 3
     assert len({id(o) for o in outcomes}) == 3
     assert len({str(o) for o in outcomes}) == 1
