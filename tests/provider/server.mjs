@@ -131,6 +131,9 @@ const provider = new Provider(issuer, {
 });
 
 provider.on('grant.error', () => { stats.token_errors += 1; });
+// Device codes ask to be polled every second (RFC 8628's `interval`; without one, clients wait
+// 5 s between polls): the CLI's device logins in the tests wait through real polls.
+provider.on('device_authorization.success', (ctx, body) => { body.interval = 1; });
 
 // Test-only endpoints and token-endpoint instrumentation, mounted before the provider's routes.
 provider.use(async (ctx, next) => {
