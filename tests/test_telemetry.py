@@ -190,6 +190,30 @@ async def test_durations_are_measured_from_the_start_of_what_they_time(
     assert recorded.delta("vandamme_oauth.storage.errors") == 0
 
 
+async def test_every_caller_s_wait_is_recorded_once_also_when_it_leaves(
+    recorded: Recorded, clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Three callers wait on one refresh, one of them joining it in flight; a fourth leaves
+    (cancelled) before it ends: four waits recorded, each within the time seen outside."""
+    before = recorded.total("vandamme_oauth.refresh.wait.duration")
+    outside = time.monotonic()
+    async with no_watch_manager(InMemoryAuthStorage(expired(clock)), clock, http) as m:
+        endpoint.gate.clear()
+        staying = [asyncio.ensure_future(m.get_access_token()) for _ in range(2)]
+        await endpoint.arrived.wait()
+        late = asyncio.ensure_future(m.get_access_token())
+        leaving = asyncio.ensure_future(m.get_access_token())
+        await asyncio.sleep(0)  # one turn: both join the refresh in flight
+        leaving.cancel()
+        await asyncio.wait([leaving])
+        assert recorded.delta("vandamme_oauth.refresh.wait.duration", **BASE) == 1
+        endpoint.gate.set()
+        assert await asyncio.gather(*staying, late) == ["AT1"] * 3
+    took = time.monotonic() - outside
+    assert recorded.delta("vandamme_oauth.refresh.wait.duration", **BASE) == 4
+    assert 0 <= recorded.total("vandamme_oauth.refresh.wait.duration") - before <= 4 * took
+
+
 @pytest.mark.parametrize(("before_expiry", "remaining"), [(100.0, 100.0), (-5.0, 0.0)])
 async def test_the_remaining_lifetime_is_what_was_left_when_the_refresh_started(
     recorded: Recorded,
