@@ -38,6 +38,7 @@ from vandamme_oauth import (
     ReauthenticationRequired,
     StorageError,
     TokenEndpointError,
+    TokenManager,
 )
 
 if TYPE_CHECKING:
@@ -138,6 +139,8 @@ def expired(clock: FakeClock) -> AuthData:
 
 
 BASE = {"vandamme_oauth.dialect": "standard", "server.address": "idp.example"}
+WAIT = "vandamme_oauth.refresh.wait.duration"
+WAITERS = "vandamme_oauth.refresh.waiters"
 
 
 async def test_a_successful_refresh(
@@ -150,7 +153,8 @@ async def test_a_successful_refresh(
     outcome = {**BASE, "vandamme_oauth.outcome": "success"}
     assert recorded.delta("vandamme_oauth.refreshes", **outcome) == 1
     assert recorded.delta("vandamme_oauth.refresh.duration", **outcome) == 1
-    assert recorded.delta("vandamme_oauth.refresh.wait.duration", **BASE) == 1
+    assert recorded.delta(WAIT, **BASE) == 1
+    assert recorded.delta(WAITERS, **BASE) == 1
     assert recorded.delta("vandamme_oauth.token.remaining_lifetime", **BASE) == 1
     lock = {"vandamme_oauth.storage.backend": "inmemory"}
     assert recorded.delta("vandamme_oauth.storage.lock.wait.duration", **lock) == 1
@@ -163,14 +167,10 @@ async def test_a_successful_refresh(
 async def test_durations_are_measured_from_the_start_of_what_they_time(
     recorded: Recorded, clock: FakeClock, http: httpx.AsyncClient
 ) -> None:
-    """The refresh's duration, the caller's wait and the lock wait each lie between zero
+    """The refresh's duration and the lock wait each lie between zero
     and the time the whole call took, seen from outside; the lock event carries its wait;
     a success carries no error type and counts no storage error."""
-    timed = (
-        "vandamme_oauth.refresh.duration",
-        "vandamme_oauth.refresh.wait.duration",
-        "vandamme_oauth.storage.lock.wait.duration",
-    )
+    timed = ("vandamme_oauth.refresh.duration", "vandamme_oauth.storage.lock.wait.duration")
     before = {name: recorded.total(name) for name in timed}
     outside = time.monotonic()
     async with no_watch_manager(InMemoryAuthStorage(expired(clock)), clock, http) as m:
@@ -190,28 +190,69 @@ async def test_durations_are_measured_from_the_start_of_what_they_time(
     assert recorded.delta("vandamme_oauth.storage.errors") == 0
 
 
-async def test_every_caller_s_wait_is_recorded_once_also_when_it_leaves(
-    recorded: Recorded, clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+async def held_refresh(
+    m: TokenManager, endpoint: FakeTokenEndpoint, *, callers: int
+) -> list[asyncio.Task[str]]:
+    """``callers`` calls waiting on one refresh, which the endpoint holds until its gate
+    is set."""
+    endpoint.arrived.clear()
+    endpoint.gate.clear()
+    waiting = [asyncio.create_task(m.get_access_token()) for _ in range(callers)]
+    await endpoint.arrived.wait()
+    return waiting
+
+
+@pytest.mark.parametrize(("later", "waited"), [(5.0, 15.0), (-30.0, 0.0)])
+async def test_a_refresh_s_wait_is_recorded_once_when_it_ends_and_every_caller_counted(
+    recorded: Recorded,
+    clock: FakeClock,
+    http: httpx.AsyncClient,
+    endpoint: FakeTokenEndpoint,
+    later: float,
+    waited: float,
 ) -> None:
-    """Three callers wait on one refresh, one of them joining it in flight; a fourth leaves
-    (cancelled) before it ends: four waits recorded, each within the time seen outside."""
-    before = recorded.total("vandamme_oauth.refresh.wait.duration")
-    outside = time.monotonic()
+    """Two callers start a refresh; 10 s later two more join it in flight and one of them
+    leaves (cancelled); the refresh ends ``later`` s after that. Nothing is recorded before
+    it ends; then one wait, from the first caller's arrival (none below zero when the clock
+    was stepped back), and four callers."""
+    before = recorded.total(WAIT)
     async with no_watch_manager(InMemoryAuthStorage(expired(clock)), clock, http) as m:
-        endpoint.gate.clear()
-        staying = [asyncio.ensure_future(m.get_access_token()) for _ in range(2)]
-        await endpoint.arrived.wait()
+        staying = await held_refresh(m, endpoint, callers=2)
+        clock.advance(10)
         late = asyncio.ensure_future(m.get_access_token())
         leaving = asyncio.ensure_future(m.get_access_token())
         await asyncio.sleep(0)  # one turn: both join the refresh in flight
         leaving.cancel()
         await asyncio.wait([leaving])
-        assert recorded.delta("vandamme_oauth.refresh.wait.duration", **BASE) == 1
+        clock.advance(later)
+        assert recorded.delta(WAIT) == recorded.delta(WAITERS) == 0
         endpoint.gate.set()
         assert await asyncio.gather(*staying, late) == ["AT1"] * 3
-    took = time.monotonic() - outside
-    assert recorded.delta("vandamme_oauth.refresh.wait.duration", **BASE) == 4
-    assert 0 <= recorded.total("vandamme_oauth.refresh.wait.duration") - before <= 4 * took
+    assert recorded.delta(WAIT, **BASE) == 1
+    assert recorded.delta(WAITERS, **BASE) == 4
+    assert recorded.total(WAIT) - before == waited
+
+
+async def test_each_refresh_records_its_own_waiters(
+    recorded: Recorded, clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """Two refreshes in a row, three callers on the first and one on the second: the
+    second's count and wait start afresh."""
+    before = recorded.total(WAIT)
+    async with no_watch_manager(InMemoryAuthStorage(expired(clock)), clock, http) as m:
+        first = await held_refresh(m, endpoint, callers=3)
+        clock.advance(7)
+        endpoint.gate.set()
+        assert await asyncio.gather(*first) == ["AT1"] * 3
+        assert recorded.delta(WAITERS, **BASE) == 3
+        clock.advance(3600)
+        (second,) = await held_refresh(m, endpoint, callers=1)
+        clock.advance(2)
+        endpoint.gate.set()
+        assert await second == "AT2"
+    assert recorded.delta(WAIT, **BASE) == 2
+    assert recorded.delta(WAITERS, **BASE) == 4
+    assert recorded.total(WAIT) - before == 9
 
 
 @pytest.mark.parametrize(("before_expiry", "remaining"), [(100.0, 100.0), (-5.0, 0.0)])

@@ -10,8 +10,9 @@ has the table):
 - ``vandamme_oauth.refreshes`` (counter, ``{refresh}``): ``vandamme_oauth.outcome`` (success,
   adopted, transient_failure, permanent_failure, storage_failure) and ``error.type``;
 - ``vandamme_oauth.refresh.duration`` (histogram, s), ``vandamme_oauth.refresh.wait.duration``
-  (histogram, s: callers that waited), ``vandamme_oauth.token.remaining_lifetime`` (histogram,
-  s, when a refresh starts);
+  (histogram, s: once per refresh that callers waited on, from the first one's arrival),
+  ``vandamme_oauth.refresh.waiters`` (counter, ``{caller}``: how many waited),
+  ``vandamme_oauth.token.remaining_lifetime`` (histogram, s, when a refresh starts);
 - ``vandamme_oauth.logins`` (counter, ``{login}``) and ``vandamme_oauth.login.duration``
   (histogram, s): ``vandamme_oauth.login.method`` and the outcome;
 - ``vandamme_oauth.storage.lock.wait.duration`` (histogram, s) and
@@ -92,7 +93,15 @@ class Instruments:
         self.wait_duration = meter.create_histogram(
             "vandamme_oauth.refresh.wait.duration",
             unit="s",
-            description="How long a caller without a valid token waited for a refresh.",
+            description=(
+                "How long callers without a valid token waited for a refresh: from the first "
+                "caller's arrival to the refresh's end, once per refresh they waited on."
+            ),
+        )
+        self.waiters = meter.create_counter(
+            "vandamme_oauth.refresh.waiters",
+            unit="{caller}",
+            description="Callers that waited for a refresh (those that gave up included).",
         )
         self.remaining_lifetime = meter.create_histogram(
             "vandamme_oauth.token.remaining_lifetime",

@@ -97,7 +97,7 @@ from ._token_client import TokenClient
 from .storage._base import ConditionalWrite, KnowsLogouts, Preparable, Watchable
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Callable, Coroutine, Iterable
+    from collections.abc import AsyncGenerator, Callable, Coroutine
 
     import httpx
 
@@ -225,7 +225,11 @@ class TokenManager(AsyncClosing):
         self._last_round_trip = 0.0
         # Owned tasks and the callers waiting on the refresh, each on its own future.
         self._task: asyncio.Task[AuthData] | None = None
-        self._waiters: dict[asyncio.Future[AuthData], float] = {}  # future: when it began
+        self._waiters: dict[asyncio.Future[AuthData], None] = {}  # in arrival order
+        # The callers that waited on the running refresh (those that left included), and
+        # when the first began: the refresh's end records them once, however many.
+        self._waited = 0
+        self._wait_began = 0.0
         self._forced = False  # the running refresh was asked for by refresh()
         self._watcher: asyncio.Task[None] | None = None
         self._again = False  # start another refresh when this one ends
@@ -435,8 +439,8 @@ class TokenManager(AsyncClosing):
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(outcome)
-        if self._telemetry and waiters:
-            self._record_waits(waiters.values())
+        if self._waited:
+            self._record_waits()
         self._decided()
         if self._again:
             self._again = False
@@ -459,20 +463,27 @@ class TokenManager(AsyncClosing):
         refresh's end sets. Waiters are woken in arrival order (the tasks' memory order)."""
         self._start_refresh()
         waiter: asyncio.Future[AuthData] = asyncio.get_running_loop().create_future()
-        self._waiters[waiter] = time.monotonic() if self._telemetry else 0.0
+        self._waiters[waiter] = None
+        if not self._waited:
+            self._wait_began = self._now()
+        self._waited += 1
         return waiter
 
     def _leave(self, waiter: asyncio.Future[AuthData]) -> None:
         """The waiter's caller left (cancelled): forget its future, in O(1)."""
-        started = self._waiters.pop(waiter, None)
-        if started is not None and self._telemetry:
-            self._record_waits([started])
+        self._waiters.pop(waiter, None)
 
-    def _record_waits(self, starts: Iterable[float]) -> None:
-        now = time.monotonic()
-        histogram = telemetry.instruments().wait_duration
-        for started in starts:
-            histogram.record(now - started, self._attributes)
+    def _record_waits(self) -> None:
+        """Record the wait the refresh that just ended caused, once: how long since the
+        first caller began to wait (on the manager's steady clock), and how many waited.
+        Per caller, a storm of 10,000 would block the loop for 10,000 recordings (about
+        120 ms with the SDK) before they wake."""
+        waited, self._waited = self._waited, 0
+        if self._telemetry:
+            tools = telemetry.instruments()
+            waited_for = max(0.0, self._now() - self._wait_began)  # a custom clock stepped back
+            tools.wait_duration.record(waited_for, self._attributes)
+            tools.waiters.add(waited, self._attributes)
 
     def _expired_in_transit(self, auth: AuthData) -> TokenLifetimeError:
         """The error every waiter gets when our refresh's token expired before it arrived."""
