@@ -421,6 +421,8 @@ class TokenManager(AsyncClosing):
             self._task = None
             self._forced = False
         waiters, self._waiters = self._waiters, {}
+        waited, self._waited = self._waited, 0
+        waited_for = self._now() - self._wait_began  # read if anyone waited
         # The outcome is decided once, here: a storm of waiters wakes to it and decides nothing.
         outcome: AuthData | BaseException
         if task.cancelled():
@@ -439,13 +441,13 @@ class TokenManager(AsyncClosing):
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(outcome)
-        if self._waited:
-            self._record_waits()
         self._decided()
         if self._again:
             self._again = False
             if not self._closed:
                 self._start_refresh()
+        if waited and self._telemetry:  # last: whatever telemetry does, the state is settled
+            self._record_waits(waited, waited_for)
 
     async def _wait(self) -> AuthData:
         """Start the refresh task unless it runs, and wait for its outcome on a future of
@@ -473,17 +475,13 @@ class TokenManager(AsyncClosing):
         """The waiter's caller left (cancelled): forget its future, in O(1)."""
         self._waiters.pop(waiter, None)
 
-    def _record_waits(self) -> None:
-        """Record the wait the refresh that just ended caused, once: how long since the
-        first caller began to wait (on the manager's steady clock), and how many waited.
-        Per caller, a storm of 10,000 would block the loop for 10,000 recordings (about
-        120 ms with the SDK) before they wake."""
-        waited, self._waited = self._waited, 0
-        if self._telemetry:
-            tools = telemetry.instruments()
-            waited_for = max(0.0, self._now() - self._wait_began)  # a custom clock stepped back
-            tools.wait_duration.record(waited_for, self._attributes)
-            tools.waiters.add(waited, self._attributes)
+    def _record_waits(self, waited: int, duration: float) -> None:
+        """Record the wait a refresh caused, once: ``duration`` since the first of the
+        ``waited`` callers began to wait (on the manager's steady clock). Per caller, a storm
+        of 10,000 would block the loop for 10,000 recordings (about 120 ms with the SDK)."""
+        tools = telemetry.instruments()
+        tools.wait_duration.record(max(0.0, duration), self._attributes)  # a clock stepped back
+        tools.waiters.add(waited, self._attributes)
 
     def _expired_in_transit(self, auth: AuthData) -> TokenLifetimeError:
         """The error every waiter gets when our refresh's token expired before it arrived."""
