@@ -27,7 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from tests.support.interpreters import python_without
-from tests.support.managers import login, no_watch_manager
+from tests.support.managers import login, no_watch_manager, settled
 from tests.test_device import Sleeps, device_answer
 from tests.test_protocol import GENERIC
 from vandamme_oauth import (
@@ -231,6 +231,22 @@ async def test_a_refresh_s_wait_is_recorded_once_when_it_ends_and_every_caller_c
     assert recorded.delta(WAIT, **BASE) == 1
     assert recorded.delta(WAITERS, **BASE) == 4
     assert recorded.total(WAIT) - before == waited
+
+
+async def test_a_refresh_ahead_that_no_caller_waited_on_records_no_wait(
+    recorded: Recorded, clock: FakeClock, http: httpx.AsyncClient, endpoint: FakeTokenEndpoint
+) -> None:
+    """On a warm manager, 100 s before expiry a call gets the current token and starts a
+    refresh ahead: the refresh is counted, but no wait and no waiter."""
+    async with no_watch_manager(InMemoryAuthStorage(login(clock)), clock, http) as m:
+        assert await m.get_access_token() == "AT0"  # the first call waits for storage
+        recorded.start()
+        clock.advance(3600 - 100)
+        assert await m.get_access_token() == "AT0"
+        await settled(m)
+        assert await m.get_access_token() == "AT1"
+    assert recorded.delta("vandamme_oauth.refreshes", **BASE) == 1
+    assert recorded.delta(WAIT) == recorded.delta(WAITERS) == 0
 
 
 async def test_each_refresh_records_its_own_waiters(
