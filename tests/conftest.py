@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from typing import TYPE_CHECKING
 
 import httpx
@@ -13,6 +14,12 @@ from tests.support.managers import FakeTokenEndpoint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator
+
+# A shell starts a background job with SIGINT ignored, and children inherit that: the CLI
+# and the examples that the tests stop with Ctrl-C would then never stop. Restored here,
+# the children start with the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # No test, and no CLI a test starts, touches the keyring of the machine it runs on: keyring's
 # "null" backend is no keyring to the library (secrets stay in files). Tests of the keyring
