@@ -4,6 +4,7 @@ without a request, all closed together."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -117,8 +118,9 @@ async def test_aclose_closes_every_manager_and_the_pool(
     for manager in managers:
         with pytest.raises(OAuthError, match="closed"):
             await manager.get_access_token()
-    with pytest.raises(OAuthError, match="this LoginPool is closed"):
+    with pytest.raises(OAuthError) as caught:
         pool.manager("alice")
+    assert str(caught.value) == "this LoginPool is closed"
 
 
 async def test_a_forgotten_login_is_closed_and_dropped(
@@ -188,3 +190,77 @@ async def test_an_evicted_login_leaves_the_shared_watcher(
     await asyncio.wait({task})
     assert task.cancelled()
     await pool.aclose()
+
+
+def closing_tasks() -> list[str]:
+    return sorted(
+        t.get_name()
+        for t in asyncio.all_tasks()
+        if t.get_name().startswith("vandamme-oauth close") and not t.done()
+    )
+
+
+async def test_the_next_use_closes_a_login_idle_for_exactly_the_timeout(
+    clock: FakeClock, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Default idle_timeout, ten minutes: at 599.5 s alice stays; at 600 s using bob closes
+    alice in a task of its own, named for her, which aclose() waits for."""
+    pool, _ = pool_of(clock, http)
+    alice = pool.manager("alice")
+    pool.idle.advance(599.5)  # type: ignore[attr-defined]
+    pool.manager("bob")
+    assert "alice" in pool
+    pool.idle.advance(0.5)  # type: ignore[attr-defined]
+    pool.manager("bob")
+    assert "alice" not in pool
+    assert closing_tasks() == ["vandamme-oauth close alice"]
+    await pool.aclose()
+    assert closing_tasks() == []
+    clock.advance(3600)
+    with pytest.raises(OAuthError, match="closed"):
+        await alice.get_access_token()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+async def test_idleness_counts_from_the_last_use(clock: FakeClock, http: httpx.AsyncClient) -> None:
+    """alice used at 0 and 50, bob at 10: at 71 bob (idle 61 s) is closed, alice (21 s)
+    stays, though she was made first."""
+    pool, _ = pool_of(clock, http, idle_timeout=60)
+    pool.manager("alice")
+    pool.idle.advance(10)  # type: ignore[attr-defined]
+    pool.manager("bob")
+    pool.idle.advance(40)  # type: ignore[attr-defined]
+    pool.manager("alice")
+    pool.idle.advance(21)  # type: ignore[attr-defined]
+    assert await pool.close_idle() == ["bob"]
+    assert "alice" in pool
+    await pool.aclose()
+
+
+async def test_no_idle_timeout_keeps_every_manager(
+    clock: FakeClock, http: httpx.AsyncClient
+) -> None:
+    pool, _ = pool_of(clock, http, idle_timeout=None)
+    pool.manager("alice")
+    pool.idle.advance(10**9)  # type: ignore[attr-defined]
+    pool.manager("bob")
+    assert await pool.close_idle() == []
+    assert len(pool) == 2
+    await pool.aclose()
+
+
+async def test_one_manager_failing_to_close_does_not_keep_the_others_open(
+    clock: FakeClock, http: httpx.AsyncClient
+) -> None:
+    """aclose() closes every manager even when one of them raises while closing."""
+    pool, _ = pool_of(clock, http)
+    alice, bob = pool.manager("alice"), pool.manager("bob")
+
+    async def broken() -> None:
+        raise RuntimeError("a storage client that fails to close")
+
+    alice.aclose = broken  # type: ignore[method-assign]
+    await pool.aclose()
+    clock.advance(3600)
+    with pytest.raises(OAuthError, match="closed"):
+        await bob.get_access_token()

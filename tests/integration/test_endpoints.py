@@ -5,22 +5,28 @@ refresh there."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import time
 from typing import TYPE_CHECKING
 
 import pytest
+import trustme
 from aiohttp import web
 
+from tests.support.off_loop import OffLoopGuard
 from vandamme_oauth import (
     AuthData,
     InMemoryAuthStorage,
     ProviderConfig,
     TokenEndpointError,
     TokenManager,
+    _http_client,
 )
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.integration]
 
@@ -73,19 +79,26 @@ class TokenServer:
         )
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[TokenServer, str]]:
+@contextlib.asynccontextmanager
+async def serving(context: ssl.SSLContext | None = None) -> AsyncIterator[tuple[TokenServer, str]]:
     state = TokenServer()
     app = web.Application()
     app.router.add_post("/token", state.token)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
     await site.start()
     try:
-        yield state, f"http://127.0.0.1:{site.port}"
+        scheme = "http" if context is None else "https"
+        yield state, f"{scheme}://127.0.0.1:{site.port}"
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[TokenServer, str]]:
+    async with serving() as running:
+        yield running
 
 
 def provider(base: str) -> ProviderConfig:
@@ -161,3 +174,31 @@ async def test_a_429_pauses_every_refresh_to_that_endpoint(
     assert state.done == 1
     for m in [first, *others]:
         await m.aclose()
+
+
+async def test_the_shared_client_trusts_ssl_cert_file_and_loads_it_off_the_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An HTTPS token endpoint whose certificate only ``SSL_CERT_FILE`` vouches for (a
+    corporate CA, say): the managers' shared client trusts it, and the bundle is loaded
+    in a worker thread, once, never on the event loop."""
+    ca = trustme.CA()
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+    monkeypatch.setattr(_http_client, "_ssl_context", None)  # built again, under the guard
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+    guard = OffLoopGuard(monkeypatch)
+    async with serving(context) as (state, base):
+        managers = [
+            TokenManager(provider(base), InMemoryAuthStorage(expired(n)), watch_interval=None)
+            for n in range(2)
+        ]
+        tokens = [await m.get_access_token() for m in managers]
+        for m in managers:
+            await m.aclose()
+    assert [t.split("-")[1] for t in tokens] == ["R0", "R1"]
+    assert len(state.ports) == 1  # one connection: one client
+    assert guard.offences == []
+    assert guard.calls == 1  # the one bundle, loaded in a thread

@@ -7,6 +7,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis.asyncio as aioredis
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,7 +72,7 @@ async def relogin_and_logout_reach_a_manager(
             await manager.get_access_token()
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", "redis", "redis-client-decoding"])
 async def make_storage(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[Callable[[], AuthStorage]]:
@@ -81,8 +82,15 @@ async def make_storage(
         yield lambda: shared
     elif request.param == "file":
         yield lambda: FileSystemAuthStorage(tmp_path / "home", "contract")
-    else:
+    elif request.param == "redis-client-decoding":
+        # Storages on a client of the application's, one that decodes replies to str.
         server: RedisServer = request.getfixturevalue("redis_server")
+        client = aioredis.Redis.from_url(server.url, decode_responses=True)
+        key = f"contract:{uuid.uuid4().hex}"
+        yield lambda: RedisAuthStorage(client, key=key)
+        await client.aclose()
+    else:
+        server = request.getfixturevalue("redis_server")
         key = f"contract:{uuid.uuid4().hex}"
         made: list[RedisAuthStorage] = []
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import types
 from typing import TYPE_CHECKING
 
 import httpx
@@ -16,7 +18,7 @@ from tests.storage.test_contract import LOGIN
 from tests.support.managers import login, manager, watch_adoptions
 from vandamme_oauth import FileSystemAuthStorage
 from vandamme_oauth.storage import _home_watch
-from vandamme_oauth.storage._home_watch import home_watcher
+from vandamme_oauth.storage._home_watch import RACY, home_watcher, scan
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -192,3 +194,131 @@ async def test_many_managers_of_one_home_share_one_watcher(
         await scans(tmp_path, 3)
         assert [i for i, event in enumerate(adoptions) if event.is_set()] == [7]
     assert not watcher_tasks()
+
+
+# -- what one scan looks at (the function the worker thread runs) -------------------------------
+
+
+def folder_of(tmp_path: Path, names: str) -> tuple[Path, list[Path]]:
+    """A folder holding one file per letter of ``names``, last changed 10 s ago."""
+    folder = tmp_path / "home"
+    folder.mkdir()
+    files = []
+    for name in names:
+        (folder / name).write_text(name)
+        files.append(folder / name)
+    past = (folder.stat().st_mtime_ns - 10 * 10**9,) * 2
+    os.utime(folder, ns=past)
+    return folder, files
+
+
+def test_an_unchanged_folder_gets_a_rolling_slice_of_its_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slice of 2, five files: a first scan (no folder stat before) looks at all five;
+    then, the folder unchanged, two a scan, in order, wrapping around, so that every file
+    is looked at within three scans."""
+    monkeypatch.setattr(_home_watch, "SLICE", 2)
+    folder, (a, b, c, d, e) = folder_of(tmp_path, "abcde")
+    watched = [a, b, c, d, e]
+    before, stats, cursor = scan(folder, watched, None, 0)
+    assert (list(stats), cursor) == (watched, 0)
+    assert stats[a] == _home_watch.stat_of(a)
+    looked = []
+    for _ in range(4):
+        now, stats, cursor = scan(folder, watched, before, cursor)
+        assert now == before
+        looked.append((list(stats), cursor))
+    assert looked == [([a, b], 2), ([c, d], 4), ([e, a], 6), ([b, c], 3)]
+
+
+def test_a_changed_folder_or_one_no_bigger_than_the_slice_is_looked_at_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A rename into the folder changes its stat: every file is looked at, and the slice
+    starts again; so is a folder with no more files than the slice."""
+    monkeypatch.setattr(_home_watch, "SLICE", 2)
+    folder, (a, b, c) = folder_of(tmp_path, "abc")
+    before, _, _ = scan(folder, [a, b, c], None, 0)
+    (folder / "new").write_text("x")
+    os.replace(folder / "new", folder / "d")
+    os.utime(folder, ns=(folder.stat().st_mtime_ns - 10 * 10**9,) * 2)
+    now, stats, cursor = scan(folder, [a, b, c], before, 1)
+    assert now != before
+    assert (list(stats), cursor) == ([a, b, c], 0)
+    _, stats, cursor = scan(folder, [a, b], now, 1)
+    assert (list(stats), cursor) == ([a, b], 0)
+
+
+def test_a_folder_changed_within_the_racy_window_is_looked_at_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder mtime less than RACY seconds old may hide a second rename in the same tick:
+    every file is looked at, to the last nanosecond of the window; from its end, a slice."""
+    monkeypatch.setattr(_home_watch, "SLICE", 2)
+    folder, watched = folder_of(tmp_path, "abcde")
+    mtime = folder.stat().st_mtime_ns
+    before, _, _ = scan(folder, watched, None, 0)
+    window = int(RACY * 10**9)
+    for age, expected in ((window - 1, watched), (window, watched[:2])):
+        clock = types.SimpleNamespace(time_ns=lambda age=age: mtime + age)
+        monkeypatch.setattr(_home_watch, "time", clock)
+        _, stats, _ = scan(folder, watched, before, 0)
+        assert list(stats) == expected, age
+
+
+@pytest.mark.usefixtures("small_slice")
+async def test_a_scan_of_an_unchanged_home_stats_only_the_slice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cost of watching: once the folder is known, each interval ``stat``s SLICE files
+    (2 here), not one per login, and three intervals cover five logins."""
+    names = ["a", "b", "c", "d", "e"]
+    seen: list[Path] = []
+    stat_of = _home_watch.stat_of
+
+    def counted(path: Path) -> _home_watch.Stat:
+        seen.append(path)
+        return stat_of(path)
+
+    async with logins(tmp_path, names):
+        watcher = home_watcher(tmp_path, INTERVAL)
+        await scans(tmp_path, 1)  # a scan that knew the folder
+        monkeypatch.setattr(_home_watch, "stat_of", counted)
+        # Here no scan is under way: the next one starts after the watcher's sleep, which
+        # this task ends before (woken by the scan's end, ahead of the sleep's timer).
+        before = watcher.scans
+        await scans(tmp_path, 3)
+        assert watcher.scans == before + 3
+        assert len(seen) == 6
+        assert {p.stem for p in seen} == set(names)
+
+
+async def test_each_home_and_interval_has_its_own_watcher(tmp_path: Path) -> None:
+    """Two homes: two watchers, each waking its own logins."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert home_watcher(one, INTERVAL) is home_watcher(one, INTERVAL)
+    assert home_watcher(one, INTERVAL) is not home_watcher(two, INTERVAL)
+    assert home_watcher(one, INTERVAL) is not home_watcher(one, 2 * INTERVAL)
+    async with logins(one, ["a"]) as woken_one, logins(two, ["a"]) as woken_two:
+        assert len(watcher_tasks()) == 2
+        await FileSystemAuthStorage(two, "a").write_auth(LOGIN.replace(access_token="A2"))
+        await woken_two.until("a")
+        await scans(one, 2)
+        assert woken_one.names == []
+
+
+async def test_a_watcher_that_starts_again_is_the_homes_watcher_again(tmp_path: Path) -> None:
+    """A watcher whose last login left is forgotten; when a block still holding it starts
+    it again (a login that got it before the last one left), it is the home's watcher
+    again, so the next login joins it instead of starting a second task."""
+    await FileSystemAuthStorage(tmp_path, "a").write_auth(LOGIN)
+    path = FileSystemAuthStorage(tmp_path, "a").path
+    watcher = home_watcher(tmp_path, INTERVAL)
+    async with watcher.watching(path):
+        pass
+    assert (tmp_path, INTERVAL) not in _home_watch._WATCHERS[asyncio.get_running_loop()]
+    async with watcher.watching(path):
+        assert home_watcher(tmp_path, INTERVAL) is watcher
+        async with logins(tmp_path, ["b"]):
+            assert len(watcher_tasks()) == 1

@@ -24,7 +24,7 @@ from vandamme_oauth import (
 )
 from vandamme_oauth.storage import _redis as redis_storage
 from vandamme_oauth.storage._redis import login_keys
-from vandamme_oauth.storage._redis_hub import hub_for
+from vandamme_oauth.storage._redis_hub import close_hub, hub_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -380,6 +380,23 @@ async def test_a_relogin_on_another_host_reaches_a_running_manager(
     await relogin_and_logout_reach_a_manager(*pair)
 
 
+async def test_storages_on_a_client_that_decodes_replies_watch_as_well(
+    redis_server: RedisServer, key: str
+) -> None:
+    """An application's client made with ``decode_responses=True`` (its replies, pub/sub
+    channels among them, are str): a re-login and a logout still reach the manager."""
+    ours = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    theirs = aioredis.Redis.from_url(redis_server.url, decode_responses=True)
+    try:
+        await relogin_and_logout_reach_a_manager(
+            RedisAuthStorage(ours, key=key), RedisAuthStorage(theirs, key=key)
+        )
+    finally:
+        await close_hub(ours)
+        await ours.aclose()
+        await theirs.aclose()
+
+
 async def test_a_lock_waiter_is_woken_by_the_release_not_by_polling(
     pair: tuple[RedisAuthStorage, RedisAuthStorage], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -603,7 +620,7 @@ async def watcher_rhythm(
     between), without a yield when nothing changed; a message makes it look and yield; a
     pub/sub connection killed by the server is replaced, and a change made meanwhile, whose
     message nobody heard, is found by the look the new subscription's confirmation makes;
-    messages then reach it again."""
+    messages then reach it again, over one new connection (not one a read)."""
     watched = Watched(a)
     changes = a.changes(interval=0.01)
     pending = asyncio.ensure_future(anext(changes))
@@ -617,13 +634,17 @@ async def watcher_rhythm(
             await pending
             # 3. The connection dies; a change nobody announces is found once it is back.
             pending = asyncio.ensure_future(anext(changes))
+            hub = hub_for(a._client)
+            opened = hub.connections
+            assert opened == 1  # subscribing took one connection, no reconnection
             await kill_pubsub()
             await a._client.hincrby(a.data_key, "version", 1)
             await pending
-            # 4. Messages reach the watcher again.
+            # 4. Messages reach the watcher again, on the one new connection.
             pending = asyncio.ensure_future(anext(changes))
             await b.write_auth(LOGIN.replace(access_token="AT-after-the-drop"))
             await pending
+            assert hub.connections == opened + 1
     finally:
         pending.cancel()
         await asyncio.wait({pending})

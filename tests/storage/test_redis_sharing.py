@@ -13,7 +13,8 @@ import redis.asyncio as aioredis
 
 from tests.storage.test_contract import LOGIN
 from vandamme_oauth import RedisAuthStorage
-from vandamme_oauth.storage._redis_hub import hub_for
+from vandamme_oauth.storage import _redis_hub as redis_hub
+from vandamme_oauth.storage._redis_hub import Hub, close_hub, hub_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -160,6 +161,227 @@ async def test_a_reader_whose_cancellation_was_lost_stops_when_retired(
             assert reader.exception() is None
             assert pubsub is not None
             await pubsub.aclose()
+    finally:
+        await hub.aclose()
+        await client.aclose()
+
+
+def reading(hub: Hub) -> tuple[asyncio.Task[None] | None, object]:
+    """The hub's reader and connection now (a call: type checkers keep no narrowing)."""
+    return hub._reader, hub._pubsub
+
+
+async def test_a_retired_reader_stops_though_a_new_one_reads_the_new_connection(
+    redis_server: RedisServer,
+) -> None:
+    """As above, but a new listener came before the retired reader looked: the hub has a
+    new connection and a new reader, and the old reader stops rather than read alongside."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    hub = hub_for(client)
+    try:
+        async with hub.listening(f"test:{uuid.uuid4()}"):
+            reader, pubsub = hub._reader, hub._pubsub
+            assert reader is not None
+            assert pubsub is not None
+            hub._reader, hub._pubsub = None, None  # retired, the cancellation lost
+            async with hub.listening(f"test:{uuid.uuid4()}"):
+                new_reader, new_pubsub = reading(hub)
+                assert new_reader is not None
+                assert new_reader is not reader
+                assert new_pubsub is not None
+                await asyncio.wait_for(asyncio.shield(reader), timeout=10)  # a hang guard
+                assert not reader.cancelled()
+                assert reader.exception() is None
+            await pubsub.aclose()
+    finally:
+        await hub.aclose()
+        await client.aclose()
+
+
+async def test_a_confirmation_for_a_channel_left_meanwhile_is_ignored(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """A listener that leaves before its subscription is confirmed: the confirmation finds
+    nobody to wake, and the hub goes on reading for the others."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    hub = hub_for(client)
+    staying = f"test:{uuid.uuid4()}"
+    try:
+        async with asyncio.timeout(10):  # a hang guard
+            async with hub.listening(staying) as event:
+                await event.wait()  # its own confirmation
+                event.clear()
+                async with hub.listening(f"test:{uuid.uuid4()}"):
+                    pass  # left at once: its confirmation is read after
+                await raw.publish(staying, "write")
+                await event.wait()
+                assert hub._reader is not None
+                assert not hub._reader.done()
+    finally:
+        await hub.aclose()
+        await client.aclose()
+
+
+async def test_closing_a_shared_client_stops_a_watch_still_running(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """The last storage of a shared client closes while one of its logins is still being
+    watched: the hub's reader stops and its connection closes (no error, nothing left on
+    the server); the watch, cancelled afterwards, ends quietly."""
+    name = f"closing-{uuid.uuid4().hex[:8]}"
+    storage = RedisAuthStorage.from_url(redis_server.url, key=f"k:{uuid.uuid4()}", client_name=name)
+    watchers = Watchers([storage])
+    await watchers.until(lambda: watchers.looks[0] >= 2)
+    hub = hub_for(storage._client)
+    reader = hub._reader
+    assert reader is not None
+    await storage.aclose()
+    assert reader.done()
+    assert hub._pubsub is None
+    await watchers.stop()
+    assert all(task.cancelled() for task in watchers.tasks)
+    async with asyncio.timeout(10):  # closing is asynchronous on the server's side
+        while await connections(raw, name) != {"pubsub": 0, "normal": 0}:
+            await raw.ping()
+
+
+async def test_a_shared_client_lives_while_one_of_its_storages_is_open(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """Three storages from one URL: closing two leaves the third working on the one client,
+    which a fourth storage then shares; closing the last closes it, and a storage made
+    afterwards gets a new client."""
+    name = f"lives-{uuid.uuid4().hex[:8]}"
+    storages = [
+        RedisAuthStorage.from_url(redis_server.url, key=f"k:{uuid.uuid4()}", client_name=name)
+        for _ in range(3)
+    ]
+    client = storages[0]._client
+    for storage in storages[:2]:
+        await storage.aclose()
+    await storages[2].write_auth(LOGIN)
+    assert await storages[2].read_auth() == LOGIN
+    assert (await connections(raw, name))["normal"] == 1
+    fourth = RedisAuthStorage.from_url(redis_server.url, key="k", client_name=name)
+    assert fourth._client is client
+    await fourth.aclose()
+    await storages[2].aclose()
+    async with asyncio.timeout(10):  # closing is asynchronous on the server's side
+        while await connections(raw, name) != {"pubsub": 0, "normal": 0}:
+            await raw.ping()
+    again = RedisAuthStorage.from_url(redis_server.url, key="k", client_name=name)
+    assert again._client is not client
+    assert await again.read_auth() is None
+    await again.aclose()
+
+
+async def subscribers(raw: aioredis.Redis, channel: str) -> int:
+    ((_, count),) = await raw.pubsub_numsub(channel)
+    return int(count)
+
+
+async def test_a_channel_left_by_its_last_listener_is_unsubscribed(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """While other channels are listened to, leaving one unsubscribes it on the server
+    (its messages stop coming); the hub keeps its one connection and reader."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    hub = hub_for(client)
+    left, staying = f"test:{uuid.uuid4()}", f"test:{uuid.uuid4()}"
+    try:
+        async with asyncio.timeout(10):  # a hang guard
+            async with hub.listening(staying) as kept:
+                await kept.wait()
+                async with hub.listening(left) as event:
+                    await event.wait()
+                    assert await subscribers(raw, left) == 1
+                assert hub.channels == 1
+                while await subscribers(raw, left) != 0:  # unsubscribed in the background
+                    await raw.ping()
+                assert await subscribers(raw, staying) == 1
+                assert hub.connections == 1
+                reader = hub._reader
+                assert reader is not None
+                assert reader.get_name() == "vandamme-oauth redis hub"
+                assert not reader.done()
+    finally:
+        await hub.aclose()
+        await client.aclose()
+
+
+async def test_listening_again_after_everyone_left_opens_one_new_connection(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """The last listener leaving closes the connection; the next one opens exactly one new
+    connection and is subscribed on it."""
+    name = f"again-{uuid.uuid4().hex[:8]}"
+    client = aioredis.Redis.from_url(redis_server.url, client_name=name)
+    hub = hub_for(client)
+    channel = f"test:{uuid.uuid4()}"
+    try:
+        async with asyncio.timeout(10):  # a hang guard
+            for turn in (1, 2):
+                async with hub.listening(channel) as event:
+                    await event.wait()
+                    assert hub.connections == turn
+                    assert await subscribers(raw, channel) == 1
+                    event.clear()
+                    await raw.publish(channel, "write")
+                    await event.wait()
+                while (await connections(raw, name))["pubsub"] != 0:
+                    await raw.ping()
+    finally:
+        await close_hub(client)
+        await client.aclose()
+
+
+async def test_lost_data_wakes_every_listener_and_nothing_else_does(
+    redis_server: RedisServer, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hub's canary key (with a TTL, so a dead process leaves none behind) is looked at
+    on every sweep: sweeps that find it wake nobody; the sweep after it vanished (a
+    FLUSHALL, a restart without persistence) wakes every listener."""
+    monkeypatch.setattr(redis_hub, "SWEEP", 0.0)  # a sweep on each turn of the reader
+    monkeypatch.setattr(redis_hub, "_READ", 0.01)
+    client = aioredis.Redis.from_url(redis_server.url)
+    hub = hub_for(client)
+    sweeps = 0
+    swept = asyncio.Event()
+    sweep = hub._sweep
+
+    async def counted() -> None:
+        nonlocal sweeps
+        await sweep()
+        sweeps += 1
+        swept.set()
+
+    hub._sweep = counted  # type: ignore[method-assign]
+
+    async def after_sweeps(count: int) -> None:
+        target = sweeps + count
+        while sweeps < target:
+            swept.clear()
+            await swept.wait()
+
+    try:
+        async with asyncio.timeout(10):  # a hang guard
+            async with (
+                hub.listening(f"test:{uuid.uuid4()}") as one,
+                hub.listening(f"test:{uuid.uuid4()}") as two,
+            ):
+                await one.wait()
+                await two.wait()
+                await after_sweeps(2)  # the first sweep may come before the confirmations
+                one.clear()
+                two.clear()
+                await after_sweeps(3)
+                assert not one.is_set()
+                assert not two.is_set()
+                assert 0 < await raw.ttl(hub._canary) <= 3600
+                await raw.delete(hub._canary)
+                await after_sweeps(2)  # a sweep under way may have set it before the delete
+                assert one.is_set()
+                assert two.is_set()
     finally:
         await hub.aclose()
         await client.aclose()

@@ -154,9 +154,10 @@ async def until_seen(
 ) -> None:
     """Make ``change`` (again, if the watcher took its first reading after it) until the
     watcher has handled it and ``seen()`` holds."""
-    while not seen():
-        adopted.clear()
-        await change()
-        waiter = asyncio.ensure_future(adopted.wait())
-        await asyncio.wait({waiter}, timeout=0.2)
-        waiter.cancel()
+    async with asyncio.timeout(30):  # a hang guard: a watcher that never sees it fails
+        while not seen():
+            adopted.clear()
+            await change()
+            waiter = asyncio.ensure_future(adopted.wait())
+            await asyncio.wait({waiter}, timeout=0.2)
+            waiter.cancel()
