@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import redis.asyncio as aioredis
+import redis.exceptions
 
 from tests.storage.test_contract import LOGIN
 from vandamme_oauth import RedisAuthStorage
@@ -383,5 +384,48 @@ async def test_lost_data_wakes_every_listener_and_nothing_else_does(
                 assert one.is_set()
                 assert two.is_set()
     finally:
+        await hub.aclose()
+        await client.aclose()
+
+
+async def test_a_cancellation_turned_into_an_error_while_subscribing_still_cancels(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py may answer a cancellation inside a command with a ConnectionError: a
+    watcher cancelled while it subscribes ends cancelled, instead of taking the error for
+    a broken connection and listening on, uncancelled, for ever."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    hub = hub_for(client)
+    subscribing = asyncio.Event()
+    make_pubsub = client.pubsub
+
+    def pubsub() -> Any:
+        made = make_pubsub()
+
+        async def subscribe(*channels: str) -> None:
+            subscribing.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise redis.exceptions.ConnectionError("Connection closed by server") from None
+
+        made.subscribe = subscribe  # type: ignore[method-assign,assignment]
+        return made
+
+    monkeypatch.setattr(client, "pubsub", pubsub)
+
+    async def watch() -> None:
+        async with hub.listening(f"test:{uuid.uuid4()}") as event:
+            await event.wait()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await subscribing.wait()
+        watcher.cancel()
+        await asyncio.wait({watcher}, timeout=10)  # a hang guard
+        assert watcher.cancelled()
+        assert hub.channels == 0
+    finally:
+        watcher.cancel()
         await hub.aclose()
         await client.aclose()
