@@ -16,6 +16,10 @@ from tests.storage.test_redis import (
     waiter_is_woken_by_the_release,
     watcher_rhythm,
 )
+from tests.storage.test_redis_sharing import (
+    leaving_a_channel_unsubscribes_it,
+    lost_data_wakes_every_listener,
+)
 from vandamme_oauth import RedisAuthStorage
 from vandamme_oauth.storage import _redis as redis_storage
 
@@ -104,3 +108,40 @@ async def test_the_watcher_keeps_its_rhythm_on_sharded_channels(
         )
 
     await watcher_rhythm(a, b, kill_pubsub)
+
+
+async def shard_subscribers(client: RedisCluster, channel: str) -> int:
+    """Subscribers of the sharded ``channel`` on the node that owns its slot."""
+    node = client.get_node_from_key(channel)
+    reply = await client.execute_command("PUBSUB SHARDNUMSUB", channel, target_nodes=node)
+    ((_, count),) = reply if isinstance(reply[0], tuple) else [tuple(reply)]
+    return int(count)
+
+
+async def test_a_sharded_channel_left_by_its_last_listener_is_unsubscribed(
+    redis_cluster: Cluster,
+) -> None:
+    """See `leaving_a_channel_unsubscribes_it`: on a cluster, with SSUBSCRIBE/SUNSUBSCRIBE."""
+    client, other = redis_cluster.client(), redis_cluster.client()
+    await client.ping()  # the clients learn the slot map on their first command
+    await other.ping()
+    try:
+        await leaving_a_channel_unsubscribes_it(
+            client, lambda channel: shard_subscribers(other, channel), other.ping
+        )
+    finally:
+        await client.aclose()
+        await other.aclose()
+
+
+async def test_lost_data_wakes_every_listener_on_a_cluster(
+    redis_cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """See `lost_data_wakes_every_listener`: the reader of sharded messages sweeps too."""
+    client, other = redis_cluster.client(), redis_cluster.client()
+    await client.ping()
+    try:
+        await lost_data_wakes_every_listener(client, other, monkeypatch)
+    finally:
+        await client.aclose()
+        await other.aclose()

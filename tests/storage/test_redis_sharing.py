@@ -5,6 +5,7 @@ wakes only its own login's watcher. Counted on a real valkey-server (CLIENT LIST
 from __future__ import annotations
 
 import asyncio
+import gc
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from vandamme_oauth.storage import _redis_hub as redis_hub
 from vandamme_oauth.storage._redis_hub import Hub, close_hub, hub_for
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Awaitable, Callable
 
     from harness.redis_server import RedisServer
 
@@ -281,25 +282,24 @@ async def subscribers(raw: aioredis.Redis, channel: str) -> int:
     return int(count)
 
 
-async def test_a_channel_left_by_its_last_listener_is_unsubscribed(
-    redis_server: RedisServer, raw: aioredis.Redis
+async def leaving_a_channel_unsubscribes_it(
+    client: Any, subscribers: Callable[[str], Awaitable[int]], ping: Callable[[], Awaitable[object]]
 ) -> None:
     """While other channels are listened to, leaving one unsubscribes it on the server
     (its messages stop coming); the hub keeps its one connection and reader."""
-    client = aioredis.Redis.from_url(redis_server.url)
     hub = hub_for(client)
-    left, staying = f"test:{uuid.uuid4()}", f"test:{uuid.uuid4()}"
+    left, staying = f"{{test}}:{uuid.uuid4()}", f"{{test}}:{uuid.uuid4()}"
     try:
         async with asyncio.timeout(10):  # a hang guard
             async with hub.listening(staying) as kept:
                 await kept.wait()
                 async with hub.listening(left) as event:
                     await event.wait()
-                    assert await subscribers(raw, left) == 1
+                    assert await subscribers(left) == 1
                 assert hub.channels == 1
-                while await subscribers(raw, left) != 0:  # unsubscribed in the background
-                    await raw.ping()
-                assert await subscribers(raw, staying) == 1
+                while await subscribers(left) != 0:  # unsubscribed in the background
+                    await ping()
+                assert await subscribers(staying) == 1
                 assert hub.connections == 1
                 reader = hub._reader
                 assert reader is not None
@@ -307,6 +307,18 @@ async def test_a_channel_left_by_its_last_listener_is_unsubscribed(
                 assert not reader.done()
     finally:
         await hub.aclose()
+
+
+async def test_a_channel_left_by_its_last_listener_is_unsubscribed(
+    redis_server: RedisServer, raw: aioredis.Redis
+) -> None:
+    """See `leaving_a_channel_unsubscribes_it`."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await leaving_a_channel_unsubscribes_it(
+            client, lambda channel: subscribers(raw, channel), raw.ping
+        )
+    finally:
         await client.aclose()
 
 
@@ -336,34 +348,40 @@ async def test_listening_again_after_everyone_left_opens_one_new_connection(
         await client.aclose()
 
 
-async def test_lost_data_wakes_every_listener_and_nothing_else_does(
-    redis_server: RedisServer, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+class Sweeps:
+    """Counts the sweeps of a hub's reader."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.count = 0
+        self._swept = asyncio.Event()
+        sweep = hub._sweep
+
+        async def counted() -> None:
+            await sweep()
+            self.count += 1
+            self._swept.set()
+
+        hub._sweep = counted  # type: ignore[method-assign]
+
+    async def after(self, count: int) -> None:
+        """Wait until ``count`` more sweeps ended."""
+        target = self.count + count
+        while self.count < target:
+            self._swept.clear()
+            await self._swept.wait()
+
+
+async def lost_data_wakes_every_listener(
+    client: Any, other: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The hub's canary key (with a TTL, so a dead process leaves none behind) is looked at
     on every sweep: sweeps that find it wake nobody; the sweep after it vanished (a
-    FLUSHALL, a restart without persistence) wakes every listener."""
+    FLUSHALL, a restart without persistence) wakes every listener. ``other``: another
+    client of the same server or cluster."""
     monkeypatch.setattr(redis_hub, "SWEEP", 0.0)  # a sweep on each turn of the reader
     monkeypatch.setattr(redis_hub, "_READ", 0.01)
-    client = aioredis.Redis.from_url(redis_server.url)
     hub = hub_for(client)
-    sweeps = 0
-    swept = asyncio.Event()
-    sweep = hub._sweep
-
-    async def counted() -> None:
-        nonlocal sweeps
-        await sweep()
-        sweeps += 1
-        swept.set()
-
-    hub._sweep = counted  # type: ignore[method-assign]
-
-    async def after_sweeps(count: int) -> None:
-        target = sweeps + count
-        while sweeps < target:
-            swept.clear()
-            await swept.wait()
-
+    sweeps = Sweeps(hub)
     try:
         async with asyncio.timeout(10):  # a hang guard
             async with (
@@ -372,17 +390,57 @@ async def test_lost_data_wakes_every_listener_and_nothing_else_does(
             ):
                 await one.wait()
                 await two.wait()
-                await after_sweeps(2)  # the first sweep may come before the confirmations
+                await sweeps.after(2)  # the first sweep may come before the confirmations
                 one.clear()
                 two.clear()
-                await after_sweeps(3)
+                await sweeps.after(3)
                 assert not one.is_set()
                 assert not two.is_set()
-                assert 0 < await raw.ttl(hub._canary) <= 3600
-                await raw.delete(hub._canary)
-                await after_sweeps(2)  # a sweep under way may have set it before the delete
+                assert 0 < await other.ttl(hub._canary) <= 3600
+                await other.delete(hub._canary)
+                await sweeps.after(2)  # a sweep under way may have set it before the delete
                 assert one.is_set()
                 assert two.is_set()
+    finally:
+        await hub.aclose()
+
+
+async def test_lost_data_wakes_every_listener_and_nothing_else_does(
+    redis_server: RedisServer, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """See `lost_data_wakes_every_listener`."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await lost_data_wakes_every_listener(client, raw, monkeypatch)
+    finally:
+        await client.aclose()
+
+
+async def test_the_canary_is_looked_at_once_a_sweep_interval(
+    redis_server: RedisServer, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two sweeps (an hour apart here) the reader only reads: messages keep coming
+    and the canary is not looked at, so its loss wakes nobody yet."""
+    monkeypatch.setattr(redis_hub, "SWEEP", 3600.0)
+    monkeypatch.setattr(redis_hub, "_READ", 0.01)
+    client = aioredis.Redis.from_url(redis_server.url)
+    hub = hub_for(client)
+    sweeps = Sweeps(hub)
+    channel = f"test:{uuid.uuid4()}"
+    try:
+        async with asyncio.timeout(10):  # a hang guard
+            async with hub.listening(channel) as one, hub.listening(f"test:{uuid.uuid4()}") as two:
+                await one.wait()
+                await two.wait()
+                assert sweeps.count == 1  # the reader's first turn
+                await raw.delete(hub._canary)
+                two.clear()
+                for _ in range(3):
+                    one.clear()
+                    await raw.publish(channel, "write")
+                    await one.wait()
+                assert sweeps.count == 1
+                assert not two.is_set()
     finally:
         await hub.aclose()
         await client.aclose()
@@ -428,4 +486,73 @@ async def test_a_cancellation_turned_into_an_error_while_subscribing_still_cance
     finally:
         watcher.cancel()
         await hub.aclose()
+        await client.aclose()
+
+
+def failing_pubsubs(client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch, *methods: str) -> None:
+    """The first pub/sub connection ``client`` makes raises ConnectionError from each of
+    ``methods`` (after doing its work), as a connection the server just dropped does."""
+    make_pubsub = client.pubsub
+    made = 0
+
+    def pubsub() -> Any:
+        nonlocal made
+        made += 1
+        connection = make_pubsub()
+        if made > 1:
+            return connection
+        for method in methods:
+            original = getattr(connection, method)
+
+            async def failing(*args: Any, original: Any = original) -> None:
+                await original(*args)
+                raise redis.exceptions.ConnectionError("Connection closed by server")
+
+            setattr(connection, method, failing)
+        return connection
+
+    monkeypatch.setattr(client, "pubsub", pubsub)
+
+
+async def test_a_subscription_that_failed_is_made_again_on_a_new_connection(
+    redis_server: RedisServer, raw: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Subscribing fails (the connection broke): the reader opens a new connection and
+    subscribes there, and its confirmation wakes the listener."""
+    client = aioredis.Redis.from_url(redis_server.url)
+    failing_pubsubs(client, monkeypatch, "subscribe")
+    hub = hub_for(client)
+    channel = f"test:{uuid.uuid4()}"
+    try:
+        async with asyncio.timeout(10), hub.listening(channel) as event:  # a hang guard
+            await event.wait()
+            assert hub.connections == 2
+            assert await subscribers(raw, channel) == 1
+    finally:
+        await hub.aclose()
+        await client.aclose()
+
+
+async def test_leaving_over_a_broken_connection_is_quiet(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unsubscribing and closing in the background over a connection that fails: no error
+    reaches the event loop (nobody awaits those tasks to hear it)."""
+    errors: list[dict[str, Any]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    client = aioredis.Redis.from_url(redis_server.url)
+    failing_pubsubs(client, monkeypatch, "unsubscribe", "aclose")
+    hub = hub_for(client)
+    try:
+        async with asyncio.timeout(10):  # a hang guard
+            async with hub.listening(f"test:{uuid.uuid4()}") as one:
+                await one.wait()
+                async with hub.listening(f"test:{uuid.uuid4()}") as two:
+                    await two.wait()
+            await close_hub(client)  # waits for what was left in the background
+        gc.collect()  # a task whose exception nobody retrieved reports it when collected
+        assert errors == []
+    finally:
+        loop.set_exception_handler(None)
         await client.aclose()
