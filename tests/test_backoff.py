@@ -24,6 +24,8 @@ def test_retry_after_is_a_floor_up_to_the_maximum() -> None:
     assert backoff.delay(1, 3600.0) == 60.0
     assert backoff.delay(2, -5.0) == 2.0
     assert backoff.delay(0, 5.0) == 5.0
+    assert Backoff(0.0, 60.0).delay(1, 0.0) == 0.0  # "Retry-After: 0" asks for no wait
+    assert Backoff(0.0, 60.0).delay(1, 0.5) == 0.5
 
 
 @pytest.mark.parametrize("failures", [1, 2, 3, 8])

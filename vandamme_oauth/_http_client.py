@@ -51,7 +51,8 @@ _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.UnsupportedProtoc
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How hard to try: ``attempts`` in all, backoff from ``base_delay`` up to ``max_delay``,
-    and no new attempt after ``deadline`` seconds. ``RetryPolicy(attempts=1)`` disables retries.
+    and no attempt that would start after ``deadline`` seconds (its wait is not taken).
+    ``RetryPolicy(attempts=1)`` disables retries.
     """
 
     attempts: int = 3
@@ -140,11 +141,15 @@ async def send_with_retries(
     """
     headers = {**(headers or {}), **({"Content-Type": content_type} if content_type else {})}
 
+    started = time.monotonic()
+
     def backoff(exc: Exception) -> bool | float:
         # The hook stamina asks before each retry: ours to retry, with our formula's wait.
         if not isinstance(exc, _Retry):
             return False
         wait = policy.delay(exc.attempt, exc.retry_after)
+        if time.monotonic() - started + wait > policy.deadline:
+            return False  # the next attempt would start after the deadline: none
         log.debug(
             "retrying request",
             extra={"url": url, "attempt": exc.attempt + 1, "wait_s": round(wait, 3)},
