@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+import trustme
 from aiohttp import web
 
+from tests.support.metadata_document import serve_metadata_document
 from tests.test_protocol import GENERIC
 from vandamme_oauth import (
     AuthData,
     HttpError,
+    NetworkError,
     RetryPolicy,
     TokenClient,
     TokenEndpointError,
@@ -269,3 +272,80 @@ async def test_a_429_without_retry_after_pauses_the_endpoint_a_second(
         now[0] = 101.0
         with pytest.raises(TokenEndpointError, match="HTTP 429"):
             await client.refresh(LOGIN)  # the pause is over: a request again
+
+
+@pytest.mark.parametrize(("raised", "detail"), [("refused", "refused"), ("", "no detail")])
+async def test_a_network_error_says_where_what_and_whether_it_was_sent(
+    respx_mock: respx.MockRouter, raised: str, detail: str
+) -> None:
+    """A connection that never opened, retried until the next wait would cross the
+    deadline: the error raised names the URL, the failure and its detail (or that there
+    was none), and says the request was never sent."""
+    url = GENERIC.revocation_endpoint or ""
+    route = respx_mock.post(url).mock(side_effect=httpx.ConnectError(raised))
+    policy = Spied(attempts=5, deadline=5.0, wait=10.0)
+    async with TokenClient(GENERIC, retry=policy) as client:
+        with pytest.raises(NetworkError) as caught:
+            await client.revoke(LOGIN)
+    assert str(caught.value) == f"could not reach {url}: ConnectError: {detail}"
+    assert caught.value.sent is False
+    assert route.call_count == 1
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[tuple[int, list[str]]]:
+    """A forward proxy on 127.0.0.1 that answers every request itself; yields its port and
+    the URLs it was asked for."""
+    asked: list[str] = []
+
+    async def answer(request: web.Request) -> web.Response:
+        asked.append(str(request.url))
+        return web.Response(text="via the proxy")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield runner.addresses[0][1], asked
+    finally:
+        await runner.cleanup()
+
+
+async def test_proxy_settings_are_honoured_for_other_hosts(
+    proxy: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY in the environment: a request to another host goes through it (a
+    corporate network's proxy), as httpx does by default."""
+    port, asked = proxy
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    async with new_http_client(verify=False) as client:
+        response = await client.get("http://idp.example/token")
+    assert response.text == "via the proxy"
+    assert asked == ["http://idp.example/token"]
+
+
+async def test_certificates_are_verified_by_default() -> None:
+    """A server whose certificate no trusted CA signed is refused."""
+    ca = trustme.CA()
+    async with serve_metadata_document(ca) as document, new_http_client() as client:
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await client.get(document.url)
+
+
+async def test_a_429_pause_lasts_its_retry_after(respx_mock: respx.MockRouter) -> None:
+    respx_mock.post(GENERIC.token_endpoint).respond(
+        429, json={"error": "slow_down"}, headers={"Retry-After": "30"}
+    )
+    now = [100.0]
+    async with TokenClient(GENERIC, retry=FAST, clock=lambda: now[0]) as client:
+        with pytest.raises(TokenEndpointError):
+            await client.refresh(LOGIN)
+        now[0] = 100.5
+        with pytest.raises(TokenEndpointError, match="slow down") as caught:
+            await client.refresh(LOGIN)
+    assert caught.value.retry_after == pytest.approx(29.5)

@@ -37,6 +37,7 @@ from vandamme_oauth import (
     ProviderConfig,
     ReauthenticationRequired,
     StorageError,
+    TokenClient,
     TokenEndpointError,
     TokenManager,
 )
@@ -492,3 +493,22 @@ def test_without_the_extra_nothing_is_imported(tmp_path: Any) -> None:
     assert result.stdout.split() == ["NEW", "False"]
     assert result.stderr == ""  # nothing failed on the side (in a done-callback, say)
     assert sys.modules.get("opentelemetry") is not None  # here, the extra is installed
+
+
+async def test_a_code_exchange_and_a_revocation_are_traced(
+    recorded: Recorded, respx_mock: respx.MockRouter
+) -> None:
+    """One span each, named for what it does, carrying the provider's attributes."""
+    respx_mock.post(GENERIC.token_endpoint).respond(
+        json={"access_token": "AT1", "refresh_token": "RT1", "expires_in": 60}
+    )
+    respx_mock.post(GENERIC.revocation_endpoint or "").respond(200)
+    async with TokenClient(GENERIC) as client:
+        login = await client.exchange_code(
+            code="C-code", redirect_uri="http://127.0.0.1:1/cb", verifier="V" * 43
+        )
+        assert await client.revoke(login)
+    (exchange,) = recorded.finished("vandamme_oauth.code_exchange")
+    (revocation,) = recorded.finished("vandamme_oauth.revoke")
+    for span in (exchange, revocation):
+        assert BASE.items() <= dict(span.attributes or {}).items()

@@ -23,6 +23,7 @@ from vandamme_oauth import (
     TokenManager,
     _http_client,
 )
+from vandamme_oauth._endpoints import endpoint_for
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -130,6 +131,7 @@ async def test_refreshes_in_flight_are_bounded_per_endpoint(
     for m in managers:
         await m.aclose()
     assert state.most == 16
+    assert endpoint_for(f"{base}/token").most_in_flight == 16  # what the client counted too
     assert sorted(t.split("-")[1] for t in tokens) == sorted(f"R{n}" for n in range(40))
 
 
