@@ -4,6 +4,7 @@ the policy and the server's Retry-After; the errors of revocation and refresh.""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 from typing import TYPE_CHECKING
@@ -85,23 +86,32 @@ async def test_a_redirect_from_the_token_endpoint_is_not_followed(
     assert elsewhere.call_count == 0
 
 
-@pytest.fixture
-async def loopback() -> AsyncIterator[int]:
-    """A real HTTP server on 127.0.0.1; yields its port."""
+@contextlib.asynccontextmanager
+async def serving(text: str, asked: list[str] | None = None) -> AsyncIterator[int]:
+    """A real HTTP server on 127.0.0.1 answering ``text`` to any request (recording its URL
+    in ``asked``); yields its port."""
 
-    async def hello(_request: web.Request) -> web.Response:
-        return web.Response(text="direct")
+    async def answer(request: web.Request) -> web.Response:
+        if asked is not None:
+            asked.append(str(request.url))
+        return web.Response(text=text)
 
     app = web.Application()
-    app.router.add_get("/", hello)
+    app.router.add_route("*", "/{tail:.*}", answer)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
         yield runner.addresses[0][1]
     finally:
         await runner.cleanup()
+
+
+@pytest.fixture
+async def loopback() -> AsyncIterator[int]:
+    """A server on 127.0.0.1 answering "direct"; yields its port."""
+    async with serving("direct") as port:
+        yield port
 
 
 async def test_proxy_settings_never_route_loopback(
@@ -297,21 +307,8 @@ async def proxy() -> AsyncIterator[tuple[int, list[str]]]:
     """A forward proxy on 127.0.0.1 that answers every request itself; yields its port and
     the URLs it was asked for."""
     asked: list[str] = []
-
-    async def answer(request: web.Request) -> web.Response:
-        asked.append(str(request.url))
-        return web.Response(text="via the proxy")
-
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", answer)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        yield runner.addresses[0][1], asked
-    finally:
-        await runner.cleanup()
+    async with serving("via the proxy", asked) as port:
+        yield port, asked
 
 
 async def test_proxy_settings_are_honoured_for_other_hosts(
