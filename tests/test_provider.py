@@ -115,6 +115,36 @@ def test_plain_http_is_allowed_on_loopback_only() -> None:
         )
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "LOCALHOST"])
+def test_plain_http_is_allowed_where_the_client_goes_direct(host: str) -> None:
+    ProviderConfig(
+        name="x",
+        issuer=f"http://{host}:8080",
+        client_id="c",
+        authorization_endpoint=f"http://{host}:8080/a",
+        token_endpoint=f"http://{host}:8080/t",
+    )
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "127.1.2.3", "[::ffff:127.0.0.1]"])
+def test_plain_http_elsewhere_on_loopback_is_refused(host: str) -> None:
+    """Other loopback addresses are not among the hosts the HTTP client reaches directly:
+    with a proxy in the environment, a plain-http request there (a refresh token in it)
+    would go to the proxy in clear text."""
+    with pytest.raises(ValidationError) as caught:
+        ProviderConfig(
+            name="x",
+            issuer="https://idp.example",
+            client_id="c",
+            authorization_endpoint="https://idp.example/a",
+            token_endpoint=f"http://{host}:8080/t",
+        )
+    assert str(caught.value) == (
+        "token_endpoint must use https (plain http is only allowed on 127.0.0.1, [::1] or "
+        f"localhost, which no proxy ever sees): 'http://{host}:8080/t'"
+    )
+
+
 def test_config_round_trips_through_a_dict() -> None:
     """to_dict/from_dict preserve every field (the CLI saves providers this way)."""
     chatgpt = ProviderConfig.chatgpt(allowed_workspace_ids=["w"])

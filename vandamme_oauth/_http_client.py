@@ -26,6 +26,7 @@ import httpx
 from . import _telemetry as telemetry
 from ._backoff import Backoff
 from ._exceptions import NetworkError
+from ._validation import DIRECT_HOSTS
 
 if TYPE_CHECKING:
     import ssl
@@ -113,12 +114,12 @@ def new_http_client(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         follow_redirects=False,
         trust_env=True,
-        mounts={
-            "all://127.0.0.1": direct,
-            "all://localhost": direct,
-            "all://[::1]": direct,
-        },
+        mounts={f"all://{_bracketed(host)}": direct for host in DIRECT_HOSTS},
     )
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 async def send_with_retries(

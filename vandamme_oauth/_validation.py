@@ -7,7 +7,13 @@ from urllib.parse import urlsplit
 
 from ._exceptions import ValidationError
 
-__all__ = ["is_loopback_host", "require_endpoint_url"]
+__all__ = ["DIRECT_HOSTS", "is_loopback_host", "require_endpoint_url"]
+
+#: The loopback hosts the library's HTTP client always reaches directly, whatever proxy the
+#: environment names (`_http_client.new_http_client` mounts them): the only hosts where a
+#: plain-http endpoint is allowed, since a request to any other would go through the proxy,
+#: secrets and all, in clear text.
+DIRECT_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def is_loopback_host(host: str) -> bool:
@@ -22,7 +28,7 @@ def is_loopback_host(host: str) -> bool:
 
 
 def require_endpoint_url(url: str, *, what: str) -> str:
-    """Return ``url`` if it is an absolute https URL, or http on a loopback host.
+    """Return ``url`` if it is an absolute https URL, or http on one of `DIRECT_HOSTS`.
 
     Raises:
         ValidationError: naming ``what`` and why the URL is refused.
@@ -32,8 +38,9 @@ def require_endpoint_url(url: str, *, what: str) -> str:
         raise ValidationError(f"{what} must be an absolute http(s) URL, got {url!r}")
     if parts.fragment:
         raise ValidationError(f"{what} must not contain a fragment: {url!r}")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and parts.hostname.lower() not in DIRECT_HOSTS:
         raise ValidationError(
-            f"{what} must use https (plain http is only allowed on loopback): {url!r}"
+            f"{what} must use https (plain http is only allowed on 127.0.0.1, [::1] or "
+            f"localhost, which no proxy ever sees): {url!r}"
         )
     return url
